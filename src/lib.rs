@@ -1,8 +1,13 @@
 //! Kubernetes operator that mirrors Alibaba Cloud EMR Serverless Spark job runs into
 //! `SparkJobRunRef` objects.
 
+pub mod conditions;
+pub mod crd;
 pub mod devenv;
+pub mod mapping;
+pub mod policy;
 pub mod secret;
 pub mod signer;
 pub mod simulator;
+pub mod state;
 pub mod wire;
