@@ -1,9 +1,14 @@
 //! Kubernetes operator that mirrors Alibaba Cloud EMR Serverless Spark job runs into
 //! `SparkJobRunRef` objects.
 
+pub mod client;
 pub mod conditions;
+pub mod controller;
+pub mod credentials;
 pub mod crd;
 pub mod devenv;
+pub mod endpoint;
+pub mod error;
 pub mod mapping;
 pub mod policy;
 pub mod secret;

@@ -1,0 +1,468 @@
+//! The GetJobRun client: signing, sending, decoding and classifying errors by the service's code.
+//! [`JobRunService`] is the seam the reconciler is written against.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::endpoint::Endpoint;
+use crate::policy::RetryClass;
+use crate::signer::{self, Credentials, RequestToSign};
+use crate::wire::{ErrorBody, GetJobRunResponse, JobRun};
+
+pub const API_VERSION: &str = "2023-08-08";
+pub const ACTION_GET_JOB_RUN: &str = "GetJobRun";
+
+/// What went wrong with a call, by the table in the API doc (code first, HTTP status second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiErrorKind {
+    Throttled,
+    /// 5xx and `SignatureNonceUsed` (a fresh nonce fixes it).
+    Transient,
+    /// Connection refused, DNS, TLS, timeouts.
+    Unreachable,
+    /// The answer could not be understood (HTML page, malformed JSON, no state).
+    InvalidResponse,
+    /// Bad or unknown AccessKey, bad signature, bad or expired STS token.
+    Unauthorized,
+    /// `InvalidTimeStamp.Expired`: the node's clock is off by more than 15 minutes.
+    ClockSkew,
+    /// Missing RAM permission.
+    Forbidden,
+    NotFound,
+    BadRequest,
+}
+
+impl ApiErrorKind {
+    /// The `Synced` condition reason (PascalCase) and metrics category.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Throttled => "Throttled",
+            Self::Transient => "ServiceUnavailable",
+            Self::Unreachable => "EndpointUnreachable",
+            Self::InvalidResponse => "InvalidResponse",
+            Self::Unauthorized => "Unauthorized",
+            Self::ClockSkew => "ClockSkew",
+            Self::Forbidden => "Forbidden",
+            Self::NotFound => "JobRunNotFound",
+            Self::BadRequest => "BadRequest",
+        }
+    }
+
+    pub fn retry_class(self) -> RetryClass {
+        match self {
+            Self::Throttled => RetryClass::Throttled,
+            Self::Transient | Self::Unreachable | Self::InvalidResponse => RetryClass::Transient,
+            Self::Unauthorized | Self::ClockSkew | Self::Forbidden | Self::NotFound | Self::BadRequest => {
+                RetryClass::Permanent
+            }
+        }
+    }
+}
+
+/// Classifies an error answer. Pure.
+pub fn classify(http_status: u16, code: Option<&str>) -> ApiErrorKind {
+    let code = code.unwrap_or_default();
+    let starts = |p: &str| code == p || code.starts_with(&format!("{p}."));
+    if starts("Throttling") || code == "Throttled" {
+        ApiErrorKind::Throttled
+    } else if code == "SignatureNonceUsed" || code == "InternalError" || code == "ServiceUnavailable" {
+        ApiErrorKind::Transient
+    } else if code == "InvalidTimeStamp.Expired" {
+        ApiErrorKind::ClockSkew
+    } else if starts("InvalidAccessKeyId")
+        || starts("InvalidSecurityToken")
+        || code == "SignatureDoesNotMatch"
+        || code == "IncompleteSignature"
+        || code == "InvalidAuthorization"
+    {
+        ApiErrorKind::Unauthorized
+    } else if starts("Forbidden") || code == "NoPermission" || starts("NoPermission") {
+        ApiErrorKind::Forbidden
+    } else if starts("MissingParameter") || starts("InvalidParameter") || starts("InvalidTimeStamp") {
+        ApiErrorKind::BadRequest
+    } else if code.contains("NotFound") || code.contains("NotExist") {
+        ApiErrorKind::NotFound
+    } else {
+        match http_status {
+            429 => ApiErrorKind::Throttled,
+            401 => ApiErrorKind::Unauthorized,
+            403 => ApiErrorKind::Forbidden,
+            404 => ApiErrorKind::NotFound,
+            500..=599 => ApiErrorKind::Transient,
+            _ => ApiErrorKind::BadRequest,
+        }
+    }
+}
+
+/// A failed GetJobRun, carrying what the service said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct ApiError {
+    pub kind: ApiErrorKind,
+    pub http_status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+    /// From `x-acs-retry-after` (milliseconds on the wire).
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn describe(&self) -> String {
+        let mut s = String::new();
+        if let Some(status) = self.http_status {
+            s.push_str(&format!("HTTP {status}: "));
+        }
+        if let Some(code) = &self.code {
+            s.push_str(code);
+            s.push_str(": ");
+        }
+        s.push_str(&self.message);
+        if let Some(id) = &self.request_id {
+            s.push_str(&format!(" (request id {id})"));
+        }
+        s
+    }
+
+    /// A message for the status condition: code and message, no request id (which changes on
+    /// every call and would cause a write per poll).
+    pub fn condition_message(&self) -> String {
+        let mut msg = match &self.code {
+            Some(code) => format!("GetJobRun failed: {code}: {}", self.message),
+            None => format!("GetJobRun failed: {}", self.message),
+        };
+        if self.kind == ApiErrorKind::ClockSkew {
+            msg.push_str(" (check the node clock: requests must be within 15 minutes of the service)");
+        }
+        truncate(&mut msg, 1024);
+        msg
+    }
+
+    fn local(kind: ApiErrorKind, message: String) -> Self {
+        Self {
+            kind,
+            http_status: None,
+            code: None,
+            message,
+            request_id: None,
+            retry_after: None,
+        }
+    }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+}
+
+/// Builds an [`ApiError`] from an error answer. Pure, so every odd body is table-tested.
+pub fn error_from_response(http_status: u16, retry_after: Option<&str>, request_id: Option<&str>, body: &[u8]) -> ApiError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let retry_after = retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis);
+    match parsed.filter(|b| b.code.is_some() || b.message.is_some()) {
+        Some(b) => {
+            let mut message = b.message.clone().unwrap_or_default();
+            if let Some(detail) = &b.access_denied_detail {
+                let action = detail.get("AuthAction").and_then(|a| a.as_str());
+                if let Some(action) = action {
+                    message.push_str(&format!(" (missing permission: {action})"));
+                }
+            }
+            ApiError {
+                kind: classify(http_status, b.code.as_deref()),
+                http_status: Some(http_status),
+                code: b.code,
+                message,
+                request_id: b.request_id.or_else(|| request_id.map(str::to_owned)),
+                retry_after,
+            }
+        }
+        None => {
+            // Not the service's JSON: a load balancer page, a proxy, or garbage.
+            let text = String::from_utf8_lossy(body);
+            let looks_html = text.trim_start().starts_with('<');
+            let mut snippet: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+            truncate(&mut snippet, 200);
+            let kind = match http_status {
+                500..=599 => ApiErrorKind::Transient,
+                429 => ApiErrorKind::Throttled,
+                _ => ApiErrorKind::InvalidResponse,
+            };
+            ApiError {
+                kind,
+                http_status: Some(http_status),
+                code: None,
+                message: if looks_html {
+                    format!("non-JSON (HTML) error page: {snippet}")
+                } else {
+                    format!("unreadable error body: {snippet}")
+                },
+                request_id: request_id.map(str::to_owned),
+                retry_after,
+            }
+        }
+    }
+}
+
+/// Decodes a 200 answer: the run must be there and carry a state, everything else is lenient.
+pub fn decode_success(body: &[u8], request_id: Option<&str>) -> Result<JobRun, ApiError> {
+    let invalid = |message: String| ApiError {
+        request_id: request_id.map(str::to_owned),
+        http_status: Some(200),
+        ..ApiError::local(ApiErrorKind::InvalidResponse, message)
+    };
+    let resp: GetJobRunResponse = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("GetJobRun answer is not valid JSON: {e}")))?;
+    let run = resp
+        .job_run
+        .ok_or_else(|| invalid("GetJobRun answer has no jobRun".into()))?;
+    if run.state.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid("GetJobRun answer has no jobRun.state".into()));
+    }
+    Ok(run)
+}
+
+/// One GetJobRun call's inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetJobRunRequest {
+    pub workspace_id: String,
+    pub job_run_id: String,
+    pub region_id: String,
+    pub endpoint: Endpoint,
+}
+
+/// The job-run service as the reconciler sees it.
+pub trait JobRunService: Send + Sync + 'static {
+    fn get_job_run(
+        &self,
+        req: &GetJobRunRequest,
+        creds: &Credentials,
+    ) -> impl Future<Output = Result<JobRun, ApiError>> + Send;
+}
+
+/// Timeouts of the HTTP client (the official SDK's defaults: 5 s connect, 10 s read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(10),
+        }
+    }
+}
+
+/// GetJobRun over HTTPS with reqwest (rustls, bundled web PKI roots).
+#[derive(Debug, Clone)]
+pub struct HttpJobRunService {
+    http: reqwest::Client,
+    user_agent: String,
+}
+
+impl HttpJobRunService {
+    pub fn new(timeouts: Timeouts) -> Result<Self, reqwest::Error> {
+        let user_agent = format!("sparkjobrun-operator/{}", env!("CARGO_PKG_VERSION"));
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
+            .timeout(timeouts.connect + timeouts.read)
+            .user_agent(user_agent.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, user_agent })
+    }
+
+    pub fn user_agent(&self) -> &str {
+        &self.user_agent
+    }
+}
+
+/// The encoded path of a GetJobRun: each id is one percent-encoded segment.
+pub fn get_job_run_path(workspace_id: &str, job_run_id: &str) -> String {
+    format!(
+        "/api/v1/workspaces/{}/jobRuns/{}",
+        signer::percent_encode(workspace_id),
+        signer::percent_encode(job_run_id)
+    )
+}
+
+fn new_nonce() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+impl JobRunService for HttpJobRunService {
+    async fn get_job_run(&self, req: &GetJobRunRequest, creds: &Credentials) -> Result<JobRun, ApiError> {
+        let path = get_job_run_path(&req.workspace_id, &req.job_run_id);
+        let query = vec![("regionId".to_string(), req.region_id.clone())];
+        let date = signer::format_acs_date(jiff::Timestamp::now());
+        let signed = signer::sign_request(
+            &RequestToSign {
+                method: "GET",
+                host: &req.endpoint.host,
+                path: &path,
+                query: &query,
+                action: ACTION_GET_JOB_RUN,
+                version: API_VERSION,
+                body: b"",
+                content_type: None,
+            },
+            creds,
+            &date,
+            &new_nonce(),
+        );
+        let url = format!("{}{}?{}", req.endpoint.base_url(), path, signed.query);
+        let mut builder = self.http.get(&url).header("accept", "application/json");
+        for (name, value) in &signed.headers {
+            // reqwest derives `host` from the URL; sending it twice would be an error.
+            if name != "host" {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+        }
+        let response = builder.send().await.map_err(|e| transport_error(&req.endpoint, &e))?;
+        let status = response.status().as_u16();
+        let header = |n: &str| response.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let retry_after = header("x-acs-retry-after");
+        let request_id = header("x-acs-request-id");
+        let body = response.bytes().await.map_err(|e| transport_error(&req.endpoint, &e))?;
+        if (200..300).contains(&status) {
+            decode_success(&body, request_id.as_deref())
+        } else {
+            Err(error_from_response(status, retry_after.as_deref(), request_id.as_deref(), &body))
+        }
+    }
+}
+
+fn transport_error(endpoint: &Endpoint, e: &reqwest::Error) -> ApiError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    // reqwest's Display includes the URL (no secrets: credentials travel in headers only).
+    let mut source = String::new();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        source = err.to_string();
+        cur = err.source();
+    }
+    let message = if source.is_empty() {
+        format!("{what} talking to {endpoint}")
+    } else {
+        format!("{what} talking to {endpoint}: {source}")
+    };
+    ApiError::local(ApiErrorKind::Unreachable, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        use ApiErrorKind::*;
+        let table = [
+            (400, Some("Throttling"), Throttled),
+            (400, Some("Throttling.User"), Throttled),
+            (429, Some("Throttling.Api"), Throttled),
+            (429, None, Throttled),
+            (500, Some("InternalError"), Transient),
+            (503, Some("ServiceUnavailable"), Transient),
+            (502, None, Transient),
+            (400, Some("SignatureNonceUsed"), Transient),
+            (400, Some("InvalidTimeStamp.Expired"), ClockSkew),
+            (404, Some("InvalidAccessKeyId.NotFound"), Unauthorized),
+            (400, Some("InvalidAccessKeyId.Inactive"), Unauthorized),
+            (400, Some("SignatureDoesNotMatch"), Unauthorized),
+            (403, Some("SignatureDoesNotMatch"), Unauthorized),
+            (400, Some("IncompleteSignature"), Unauthorized),
+            (400, Some("InvalidSecurityToken.Expired"), Unauthorized),
+            (403, Some("Forbidden.RAM"), Forbidden),
+            (403, Some("Forbidden"), Forbidden),
+            (403, Some("NoPermission"), Forbidden),
+            (400, Some("MissingParameter.regionId"), BadRequest),
+            (400, Some("InvalidParameter.JobRunId"), BadRequest),
+            (404, Some("JobRunNotFound"), NotFound),
+            (404, Some("Workspace.NotExist"), NotFound),
+            (404, None, NotFound),
+            (418, Some("Teapot"), BadRequest),
+        ];
+        for (status, code, want) in table {
+            assert_eq!(classify(status, code), want, "{status} {code:?}");
+        }
+        assert_eq!(ApiErrorKind::NotFound.retry_class(), RetryClass::Permanent);
+        assert_eq!(ApiErrorKind::Unreachable.retry_class(), RetryClass::Transient);
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = error_from_response(
+            400,
+            Some("1500"),
+            Some("hdr-id"),
+            br#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control.","RequestId":"R1"}"#,
+        );
+        assert_eq!(e.kind, ApiErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
+        assert_eq!(e.request_id.as_deref(), Some("R1"));
+        assert!(e.to_string().contains("Throttling.User"), "{e}");
+        assert!(!e.condition_message().contains("R1"), "request id kept out of status");
+
+        let forbidden = error_from_response(
+            403,
+            None,
+            None,
+            br#"{"code":"Forbidden.RAM","message":"denied","AccessDeniedDetail":{"AuthAction":"emr-serverless-spark:GetJobRun"}}"#,
+        );
+        assert_eq!(forbidden.kind, ApiErrorKind::Forbidden);
+        assert!(forbidden.message.contains("emr-serverless-spark:GetJobRun"));
+
+        let html = error_from_response(502, None, Some("x"), b"<html><body>Bad Gateway</body></html>");
+        assert_eq!(html.kind, ApiErrorKind::Transient);
+        assert!(html.message.contains("HTML"), "{}", html.message);
+        assert_eq!(html.request_id.as_deref(), Some("x"));
+
+        let junk = error_from_response(400, Some("soon"), None, b"\x00\x01not json");
+        assert_eq!(junk.kind, ApiErrorKind::InvalidResponse);
+        assert_eq!(junk.retry_after, None);
+
+        let skew = error_from_response(400, None, None, br#"{"Code":"InvalidTimeStamp.Expired","Message":"old"}"#);
+        assert!(skew.condition_message().contains("node clock"));
+    }
+
+    #[test]
+    fn success_bodies() {
+        let seed = include_bytes!("../tests/fixtures/get-job-run-seed.json");
+        assert_eq!(decode_success(seed, None).map(|r| r.state), Ok(Some("Running".into())));
+        let truncated = &seed[..seed.len() / 2];
+        assert_eq!(decode_success(truncated, None).map_err(|e| e.kind), Err(ApiErrorKind::InvalidResponse));
+        assert_eq!(decode_success(b"{}", None).map_err(|e| e.kind), Err(ApiErrorKind::InvalidResponse));
+        assert_eq!(
+            decode_success(br#"{"jobRun":{"state":""}}"#, None).map_err(|e| e.kind),
+            Err(ApiErrorKind::InvalidResponse)
+        );
+        assert_eq!(
+            decode_success(br#"{"jobRun":{"state":"Warping"}}"#, None).map(|r| r.state),
+            Ok(Some("Warping".into()))
+        );
+    }
+
+    #[test]
+    fn path_encoding() {
+        assert_eq!(get_job_run_path("w-1", "jr-2"), "/api/v1/workspaces/w-1/jobRuns/jr-2");
+        assert_eq!(get_job_run_path("w-a b/c", "jr-ü"), "/api/v1/workspaces/w-a%20b%2Fc/jobRuns/jr-%C3%BC");
+    }
+}

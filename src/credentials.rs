@@ -1,0 +1,131 @@
+//! Where AccessKeys come from: the operator's environment, or a Secret named by the object.
+//! Parsing is pure (the environment and the Secret's data are passed in); reading the Secret is
+//! the controller's job, on demand, with `get` only.
+
+use std::collections::BTreeMap;
+
+use crate::secret::Secret;
+use crate::signer::Credentials;
+
+pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
+pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
+pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
+
+pub const KEY_ACCESS_KEY_ID: &str = "accessKeyId";
+pub const KEY_ACCESS_KEY_SECRET: &str = "accessKeySecret";
+pub const KEY_SECURITY_TOKEN: &str = "securityToken";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(
+        "no credentials: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} (optionally {ENV_SECURITY_TOKEN}) for the operator, or spec.credentials.secretRef on the object"
+    )]
+    NoneConfigured,
+    #[error("{present} is set but {missing} is not")]
+    IncompleteEnvironment { present: &'static str, missing: &'static str },
+    #[error("Secret {namespace}/{name} has no key {key:?} (expected keys: accessKeyId, accessKeySecret, optional securityToken)")]
+    SecretKeyMissing { namespace: String, name: String, key: &'static str },
+    #[error("Secret {namespace}/{name} key {key:?} is not valid UTF-8 text")]
+    SecretKeyNotText { namespace: String, name: String, key: &'static str },
+}
+
+/// Reads the environment credentials through `lookup` (std::env::var in production).
+/// `Ok(None)` when neither variable is set.
+pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Credentials>, CredentialsError> {
+    let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    match (get(ENV_ACCESS_KEY_ID), get(ENV_ACCESS_KEY_SECRET)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(CredentialsError::IncompleteEnvironment {
+            present: ENV_ACCESS_KEY_ID,
+            missing: ENV_ACCESS_KEY_SECRET,
+        }),
+        (None, Some(_)) => Err(CredentialsError::IncompleteEnvironment {
+            present: ENV_ACCESS_KEY_SECRET,
+            missing: ENV_ACCESS_KEY_ID,
+        }),
+        (Some(id), Some(secret)) => {
+            let mut creds = Credentials::new(id, Secret::new(secret));
+            creds.security_token = get(ENV_SECURITY_TOKEN).map(Secret::new);
+            Ok(Some(creds))
+        }
+    }
+}
+
+/// Reads credentials from a Secret's decoded `data`.
+pub fn from_secret_data(
+    namespace: &str,
+    name: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Result<Credentials, CredentialsError> {
+    let text = |key: &'static str| -> Result<Option<String>, CredentialsError> {
+        match data.get(key) {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes.clone())
+                .map(|s| Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
+                .map_err(|_| CredentialsError::SecretKeyNotText {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    key,
+                }),
+        }
+    };
+    let required = |key: &'static str| -> Result<String, CredentialsError> {
+        text(key)?.ok_or_else(|| CredentialsError::SecretKeyMissing {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key,
+        })
+    };
+    let mut creds = Credentials::new(
+        required(KEY_ACCESS_KEY_ID)?,
+        Secret::new(required(KEY_ACCESS_KEY_SECRET)?),
+    );
+    creds.security_token = text(KEY_SECURITY_TOKEN)?.map(Secret::new);
+    Ok(creds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment() {
+        assert_eq!(from_env(env(&[])), Ok(None));
+        let c = from_env(env(&[(ENV_ACCESS_KEY_ID, "AK"), (ENV_ACCESS_KEY_SECRET, "SK")]))
+            .expect("ok")
+            .expect("some");
+        assert_eq!(c.access_key_id, "AK");
+        assert_eq!(c.security_token, None);
+        let sts = from_env(env(&[
+            (ENV_ACCESS_KEY_ID, "AK"),
+            (ENV_ACCESS_KEY_SECRET, "SK"),
+            (ENV_SECURITY_TOKEN, "TOK"),
+        ]))
+        .expect("ok")
+        .expect("some");
+        assert_eq!(sts.security_token.as_ref().map(Secret::expose), Some("TOK"));
+        let err = from_env(env(&[(ENV_ACCESS_KEY_ID, "AK")])).expect_err("incomplete");
+        assert!(err.to_string().contains(ENV_ACCESS_KEY_SECRET), "{err}");
+        assert_eq!(from_env(env(&[(ENV_ACCESS_KEY_ID, " "), (ENV_ACCESS_KEY_SECRET, "")])), Ok(None));
+    }
+
+    #[test]
+    fn secret_data() {
+        let mut data = BTreeMap::new();
+        data.insert("accessKeyId".to_string(), b"AK".to_vec());
+        let err = from_secret_data("ns", "emr-ak", &data).expect_err("secret key missing");
+        assert_eq!(err.to_string().contains("ns/emr-ak has no key \"accessKeySecret\""), true, "{err}");
+        data.insert("accessKeySecret".to_string(), b"super-secret-value".to_vec());
+        let creds = from_secret_data("ns", "emr-ak", &data).expect("complete");
+        assert_eq!(creds.access_key_secret.expose(), "super-secret-value");
+        assert!(!format!("{creds:?}").contains("super-secret-value"));
+        data.insert("securityToken".to_string(), vec![0xff, 0xfe]);
+        let err = from_secret_data("ns", "emr-ak", &data).expect_err("binary token");
+        assert!(matches!(err, CredentialsError::SecretKeyNotText { key: "securityToken", .. }));
+    }
+}
