@@ -1,6 +1,8 @@
 //! Kubernetes operator that mirrors Alibaba Cloud EMR Serverless Spark job runs into
 //! `SparkJobRunRef` objects.
 
+pub mod app;
+pub mod cli;
 pub mod client;
 pub mod conditions;
 pub mod controller;

@@ -1,0 +1,313 @@
+//! Command line: flags (with environment fallbacks) and their translation into [`Settings`],
+//! which is pure and unit-tested so a bad flag fails at start-up with a message naming it.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::Timeouts;
+use crate::controller::{RateLimit, Scope, Settings};
+use crate::endpoint::{self, AllowList, Network};
+use crate::policy::{self, BackoffPolicy, PollPolicy};
+
+#[derive(Debug, Parser)]
+#[command(name = "sparkjobrun-operator", version, about = "Mirrors Alibaba Cloud EMR Serverless Spark job runs into SparkJobRunRef objects")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller (kubeconfig or in-cluster configuration).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinition YAML.
+    Crd,
+    /// Call GetJobRun once with the operator's credentials and print the status the controller
+    /// would write.
+    GetJobRun(GetJobRunArgs),
+    /// Serve a simulator of the EMR Serverless Spark GetJobRun API on loopback (tests, demos, CI).
+    Simulator(crate::simulator::SimulatorArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Yaml,
+    Json,
+}
+
+/// Flags shared by `run` and `get-job-run`: where calls go and how long they may take.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Service endpoint for every object without spec.endpoint (any URL, e.g. http://127.0.0.1:8080
+    /// for a simulator). Default: derived from the region and --network.
+    #[arg(long, env = "SPARKJOBRUN_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Public or VPC endpoints.
+    #[arg(long, env = "SPARKJOBRUN_NETWORK", value_enum, default_value_t = Network::Public)]
+    pub network: Network,
+    /// Connect timeout, e.g. 5s.
+    #[arg(long, env = "SPARKJOBRUN_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub connect_timeout: Duration,
+    /// Read timeout, e.g. 10s.
+    #[arg(long, env = "SPARKJOBRUN_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub read_timeout: Duration,
+}
+
+impl ServiceArgs {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            read: self.read_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Namespaces to watch (repeat or comma-separate). Default: all namespaces.
+    #[arg(long = "namespace", env = "SPARKJOBRUN_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Only handle objects matching this label selector (lets several instances split the work).
+    #[arg(long, env = "SPARKJOBRUN_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+    /// Region for objects without spec.regionId.
+    #[arg(long, env = "SPARKJOBRUN_DEFAULT_REGION")]
+    pub default_region: Option<String>,
+    /// Host suffixes a spec.endpoint may use (https only), comma-separated.
+    #[arg(long, env = "SPARKJOBRUN_ENDPOINT_ALLOW", value_delimiter = ',', default_value = "aliyuncs.com")]
+    pub endpoint_allow: Vec<String>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Lower bound for every poll interval (spec.pollInterval is clamped to it).
+    #[arg(long, env = "SPARKJOBRUN_MIN_POLL_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub min_poll_interval: Duration,
+    /// Upper bound for every poll interval.
+    #[arg(long, env = "SPARKJOBRUN_MAX_POLL_INTERVAL", default_value = "10m", value_parser = duration)]
+    pub max_poll_interval: Duration,
+    /// Poll interval for Submitted and Pending runs.
+    #[arg(long, env = "SPARKJOBRUN_POLL_QUEUED", default_value = "10s", value_parser = duration)]
+    pub poll_queued: Duration,
+    /// Poll interval for Running and Cancelling runs.
+    #[arg(long, env = "SPARKJOBRUN_POLL_RUNNING", default_value = "30s", value_parser = duration)]
+    pub poll_running: Duration,
+    /// Poll interval for runs running longer than --long-running-after.
+    #[arg(long, env = "SPARKJOBRUN_POLL_LONG_RUNNING", default_value = "2m", value_parser = duration)]
+    pub poll_long_running: Duration,
+    #[arg(long, env = "SPARKJOBRUN_LONG_RUNNING_AFTER", default_value = "30m", value_parser = duration)]
+    pub long_running_after: Duration,
+    /// Poll interval for CancelFailed, unknown states and runs not found.
+    #[arg(long, env = "SPARKJOBRUN_POLL_SLOW", default_value = "5m", value_parser = duration)]
+    pub poll_slow: Duration,
+    /// Relative jitter of poll intervals (0 to 1).
+    #[arg(long, env = "SPARKJOBRUN_POLL_JITTER", default_value_t = 0.1)]
+    pub poll_jitter: f64,
+    /// First retry delay after a transient error; doubles per failure.
+    #[arg(long, env = "SPARKJOBRUN_BACKOFF_BASE", default_value = "5s", value_parser = duration)]
+    pub backoff_base: Duration,
+    /// Cap of the transient/throttling backoff.
+    #[arg(long, env = "SPARKJOBRUN_BACKOFF_MAX", default_value = "5m", value_parser = duration)]
+    pub backoff_max: Duration,
+    /// Recheck interval after errors that need a human (credentials, permissions).
+    #[arg(long, env = "SPARKJOBRUN_RECHECK_PERMANENT", default_value = "10m", value_parser = duration)]
+    pub recheck_permanent: Duration,
+    /// GetJobRun calls per second, process-wide.
+    #[arg(long, env = "SPARKJOBRUN_RATE_LIMIT", default_value_t = 10.0)]
+    pub rate_limit: f64,
+    /// Calls allowed in a burst above the rate.
+    #[arg(long, env = "SPARKJOBRUN_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+    /// Objects reconciled concurrently.
+    #[arg(long, env = "SPARKJOBRUN_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "SPARKJOBRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Name reported in events (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub instance_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetJobRunArgs {
+    #[arg(long)]
+    pub workspace_id: String,
+    #[arg(long)]
+    pub job_run_id: String,
+    #[arg(long, env = "SPARKJOBRUN_DEFAULT_REGION")]
+    pub region_id: String,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    policy::parse_duration(text)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--{flag}: {message}")]
+    Invalid { flag: &'static str, message: String },
+}
+
+fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        message: message.into(),
+    }
+}
+
+impl RunArgs {
+    /// Validates the flags and builds the controller settings.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        if self.min_poll_interval.is_zero() {
+            return Err(invalid("min-poll-interval", "must be above zero"));
+        }
+        if self.min_poll_interval > self.max_poll_interval {
+            return Err(invalid("max-poll-interval", "must not be below --min-poll-interval"));
+        }
+        if !(0.0..=1.0).contains(&self.poll_jitter) {
+            return Err(invalid("poll-jitter", "must be between 0 and 1"));
+        }
+        if !(self.rate_limit.is_finite() && self.rate_limit > 0.0) {
+            return Err(invalid("rate-limit", "must be a positive number of calls per second"));
+        }
+        if self.rate_burst == 0 {
+            return Err(invalid("rate-burst", "must be at least 1"));
+        }
+        if self.concurrency == 0 {
+            return Err(invalid("concurrency", "must be at least 1"));
+        }
+        let endpoint = self
+            .service
+            .endpoint
+            .as_deref()
+            .map(endpoint::parse)
+            .transpose()
+            .map_err(|e| invalid("endpoint", e.to_string()))?;
+        if let Some(region) = &self.default_region {
+            endpoint::for_region(region, Network::Public).map_err(|e| invalid("default-region", e.to_string()))?;
+        }
+        let namespaces: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        Ok(Settings {
+            poll: PollPolicy {
+                min_interval: self.min_poll_interval,
+                max_interval: self.max_poll_interval,
+                queued: self.poll_queued,
+                running: self.poll_running,
+                long_running: self.poll_long_running,
+                long_running_after: self.long_running_after,
+                slow: self.poll_slow,
+                jitter: self.poll_jitter,
+            },
+            backoff: BackoffPolicy {
+                base: self.backoff_base,
+                max: self.backoff_max,
+                permanent: self.recheck_permanent,
+                ..BackoffPolicy::default()
+            },
+            default_region: self.default_region.clone().filter(|r| !r.is_empty()),
+            endpoint,
+            network: self.service.network,
+            allow: AllowList::new(self.endpoint_allow.clone()),
+            rate: RateLimit {
+                per_second: self.rate_limit,
+                burst: self.rate_burst,
+            },
+            scope: Scope {
+                namespaces,
+                label_selector: self.label_selector.clone().filter(|s| !s.is_empty()),
+            },
+            concurrency: self.concurrency,
+            instance: self.instance_name.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let mut argv = vec!["sparkjobrun-operator", "run"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_give_default_settings() {
+        let s = run_args(&[]).expect("parses").settings().expect("valid");
+        assert_eq!(s.poll, PollPolicy::default());
+        assert_eq!(s.backoff, BackoffPolicy::default());
+        assert_eq!(s.scope, Scope::default());
+        assert_eq!(s.allow, AllowList::default());
+        assert_eq!(s.endpoint, None);
+    }
+
+    #[test]
+    fn flags_reach_settings() {
+        let s = run_args(&[
+            "--namespace=a,b",
+            "--namespace",
+            "c",
+            "--label-selector=team=data",
+            "--default-region=cn-beijing",
+            "--endpoint=http://127.0.0.1:9999",
+            "--network=vpc",
+            "--rate-limit=2.5",
+            "--rate-burst=3",
+            "--poll-running=45s",
+        ])
+        .expect("parses")
+        .settings()
+        .expect("valid");
+        assert_eq!(s.scope.namespaces, ["a", "b", "c"]);
+        assert_eq!(s.scope.label_selector.as_deref(), Some("team=data"));
+        assert_eq!(s.default_region.as_deref(), Some("cn-beijing"));
+        assert_eq!(s.endpoint.map(|e| e.base_url()).as_deref(), Some("http://127.0.0.1:9999"));
+        assert_eq!(s.network, Network::Vpc);
+        assert_eq!(s.rate, RateLimit { per_second: 2.5, burst: 3 });
+        assert_eq!(s.poll.running, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn bad_flags_name_themselves() {
+        let cases: [(&[&str], &str); 6] = [
+            (&["--min-poll-interval=1m", "--max-poll-interval=30s"], "--max-poll-interval"),
+            (&["--rate-limit=0"], "--rate-limit"),
+            (&["--rate-burst=0"], "--rate-burst"),
+            (&["--poll-jitter=2"], "--poll-jitter"),
+            (&["--endpoint=ftp://x"], "--endpoint"),
+            (&["--default-region=CN_HANGZHOU"], "--default-region"),
+        ];
+        for (args, flag) in cases {
+            let err = run_args(args).expect("parses").settings().expect_err("invalid");
+            assert!(err.to_string().starts_with(flag), "{args:?}: {err}");
+        }
+        assert!(run_args(&["--poll-running=soon"]).is_err());
+    }
+}

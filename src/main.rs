@@ -1,0 +1,38 @@
+//! Entry point: parse the command line and hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sparkjobrun_operator::app;
+use sparkjobrun_operator::cli::{Cli, Command, LogFormat};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => sparkjobrun_operator::crd::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(|e| app::AppError::Output(e.to_string())),
+        Command::Run(args) => {
+            app::init_tracing(args.log_format);
+            app::run(args).await
+        }
+        Command::GetJobRun(args) => {
+            app::init_tracing(LogFormat::Text);
+            app::get_job_run(args).await.map(|out| print!("{out}"))
+        }
+        Command::Simulator(args) => {
+            app::init_tracing(LogFormat::Text);
+            sparkjobrun_operator::simulator::run_cli(args)
+                .await
+                .map_err(|e| app::AppError::Simulator(e.to_string()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

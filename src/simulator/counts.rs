@@ -1,0 +1,75 @@
+//! Call counters, so tests and benchmarks can assert how often the operator called the service
+//! and what it was answered (e.g. "backed off after throttling", "one call per run per period").
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Outcome key of a call answered normally.
+pub const ACCEPTED: &str = "Accepted";
+/// Outcome key of the HTML error page fault (it has no error code).
+pub const HTML_ERROR_PAGE: &str = "HtmlErrorPage";
+/// Outcome key of the truncated JSON fault (answered 200, but unusable).
+pub const MALFORMED_JSON: &str = "MalformedJson";
+
+/// Counts of service calls (the `/_sim/` admin API is not counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallCounts {
+    /// Every request to the service, whatever its path.
+    pub total: u64,
+    /// Calls answered with a job run.
+    pub accepted: u64,
+    /// Calls answered with anything else (rejections and faults).
+    pub rejected: u64,
+    /// Calls per job run id named in the path, whatever their outcome.
+    pub by_job_run: BTreeMap<String, u64>,
+    /// Calls per outcome: `Accepted`, an error code, `HtmlErrorPage` or `MalformedJson`.
+    pub by_outcome: BTreeMap<String, u64>,
+}
+
+impl CallCounts {
+    /// Records one call. `outcome` is [`ACCEPTED`] or what the call was answered instead.
+    pub fn record(&mut self, job_run_id: Option<&str>, outcome: &str) {
+        self.total += 1;
+        if outcome == ACCEPTED {
+            self.accepted += 1;
+        } else {
+            self.rejected += 1;
+        }
+        if let Some(id) = job_run_id {
+            *self.by_job_run.entry(id.to_owned()).or_default() += 1;
+        }
+        *self.by_outcome.entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    pub fn for_job_run(&self, job_run_id: &str) -> u64 {
+        self.by_job_run.get(job_run_id).copied().unwrap_or(0)
+    }
+
+    pub fn for_outcome(&self, outcome: &str) -> u64 {
+        self.by_outcome.get(outcome).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_by_run_and_outcome() {
+        let mut counts = CallCounts::default();
+        counts.record(Some("jr-1"), ACCEPTED);
+        counts.record(Some("jr-1"), "Throttling.User");
+        counts.record(Some("jr-2"), ACCEPTED);
+        counts.record(None, "InvalidApi.NotFound");
+        assert_eq!((counts.total, counts.accepted, counts.rejected), (4, 2, 2));
+        assert_eq!(counts.for_job_run("jr-1"), 2);
+        assert_eq!(counts.for_job_run("jr-3"), 0);
+        assert_eq!(counts.for_outcome(ACCEPTED), 2);
+        assert_eq!(counts.for_outcome("Throttling.User"), 1);
+        let json = serde_json::to_value(&counts).expect("encodes");
+        assert_eq!(json["byJobRun"]["jr-1"], 2);
+        assert_eq!(json["byOutcome"]["InvalidApi.NotFound"], 1);
+    }
+}

@@ -1,0 +1,367 @@
+//! Injectable failures, so the operator's retry, backoff and error reporting can be tested against
+//! every way the service (or the load balancer in front of it) is known to fail. Faults apply only
+//! to correctly signed requests: a badly signed request is always rejected first, as the gateway
+//! would.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ServiceError;
+
+/// What a fault does to a GetJobRun answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum FaultKind {
+    /// 500 `InternalError`.
+    InternalError,
+    /// 503 `ServiceUnavailable`.
+    ServiceUnavailable,
+    /// Flow control: `Throttling.User` (or another `Throttling*` code), 400 or 429, optionally
+    /// with `x-acs-retry-after` in milliseconds.
+    Throttling {
+        #[serde(default = "default_throttling_status")]
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+        #[serde(default = "default_throttling_code")]
+        code: String,
+    },
+    /// Waits this long, then answers normally (or with another fault that also applies).
+    Slow { delay_ms: u64 },
+    /// 502 with an HTML page, as a load balancer in front of the service sends.
+    HtmlErrorPage,
+    /// 200 with a truncated JSON body.
+    MalformedJson,
+    /// 404 `JobRunNotFound`, even for a run that exists.
+    NotFound,
+    /// 403 `Forbidden.RAM` with `AccessDeniedDetail` naming `emr-serverless-spark:GetJobRun`.
+    ForbiddenRam,
+}
+
+fn default_throttling_status() -> u16 {
+    400
+}
+
+fn default_throttling_code() -> String {
+    "Throttling.User".to_owned()
+}
+
+/// A fault and where it applies: one run (`jobRunId`) or every GetJobRun call, for the next
+/// `times` matching calls or until cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+}
+
+/// What is wrong with a fault specification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    #[error("times must be at least 1 (leave it out for a fault that lasts until cleared)")]
+    ZeroTimes,
+    #[error("throttling status {0} is neither 400 nor 429")]
+    ThrottlingStatus(u16),
+    #[error("throttling code {0:?} does not start with \"Throttling\"")]
+    ThrottlingCode(String),
+    #[error("delayMs {0} is more than {MAX_DELAY_MS} ms")]
+    DelayTooLong(u64),
+    #[error("jobRunId must not be empty (leave it out for a fault on every run)")]
+    EmptyJobRunId,
+}
+
+/// Longest injectable delay: long enough for any client timeout, short enough not to wedge CI.
+pub const MAX_DELAY_MS: u64 = 10 * 60 * 1000;
+
+impl Fault {
+    /// A fault on every run until cleared.
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            job_run_id: None,
+            times: None,
+        }
+    }
+
+    pub fn for_run(mut self, job_run_id: impl Into<String>) -> Self {
+        self.job_run_id = Some(job_run_id.into());
+        self
+    }
+
+    pub fn times(mut self, times: u64) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    pub fn validate(&self) -> Result<(), FaultError> {
+        if self.times == Some(0) {
+            return Err(FaultError::ZeroTimes);
+        }
+        if self.job_run_id.as_deref() == Some("") {
+            return Err(FaultError::EmptyJobRunId);
+        }
+        match &self.kind {
+            FaultKind::Throttling { status, code, .. } => {
+                if !matches!(status, 400 | 429) {
+                    return Err(FaultError::ThrottlingStatus(*status));
+                }
+                if !code.starts_with("Throttling") {
+                    return Err(FaultError::ThrottlingCode(code.clone()));
+                }
+            }
+            FaultKind::Slow { delay_ms } if *delay_ms > MAX_DELAY_MS => {
+                return Err(FaultError::DelayTooLong(*delay_ms));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn applies_to(&self, job_run_id: &str) -> bool {
+        self.job_run_id.as_deref().is_none_or(|id| id == job_run_id)
+    }
+}
+
+/// How a fault replaces the normal answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAnswer {
+    Error(ServiceError),
+    HtmlErrorPage,
+    MalformedJson,
+}
+
+impl FaultKind {
+    /// The answer this fault gives, `None` for a delay only.
+    pub fn answer(&self, access_key_id: &str, job_run_id: &str) -> Option<FaultAnswer> {
+        Some(match self {
+            Self::InternalError => FaultAnswer::Error(ServiceError::internal_error()),
+            Self::ServiceUnavailable => FaultAnswer::Error(ServiceError::service_unavailable()),
+            Self::Throttling {
+                status,
+                retry_after_ms,
+                code,
+            } => FaultAnswer::Error(ServiceError::throttling(code, *status, *retry_after_ms)),
+            Self::Slow { .. } => return None,
+            Self::HtmlErrorPage => FaultAnswer::HtmlErrorPage,
+            Self::MalformedJson => FaultAnswer::MalformedJson,
+            Self::NotFound => FaultAnswer::Error(ServiceError::job_run_not_found(job_run_id)),
+            Self::ForbiddenRam => FaultAnswer::Error(ServiceError::forbidden_ram(access_key_id)),
+        })
+    }
+}
+
+/// An injected fault and how many more calls it applies to (`None`: until cleared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveFault {
+    pub id: u64,
+    #[serde(flatten)]
+    pub fault: Fault,
+    pub remaining: Option<u64>,
+}
+
+/// The faults that fired for one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Triggered {
+    /// Sum of the delays of every `slow` fault that applies.
+    pub delay_ms: u64,
+    /// The fault that replaces the answer, if any.
+    pub answer: Option<FaultKind>,
+}
+
+/// The injected faults, in injection order.
+#[derive(Debug, Default)]
+pub struct FaultTable {
+    next_id: u64,
+    entries: Vec<ActiveFault>,
+}
+
+impl FaultTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a fault and returns its id.
+    pub fn inject(&mut self, fault: Fault) -> u64 {
+        self.next_id += 1;
+        let remaining = fault.times;
+        self.entries.push(ActiveFault {
+            id: self.next_id,
+            fault,
+            remaining,
+        });
+        self.next_id
+    }
+
+    pub fn remove(&mut self, id: u64) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.id != id);
+        self.entries.len() != before
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn list(&self) -> Vec<ActiveFault> {
+        self.entries.clone()
+    }
+
+    /// The faults that apply to a call for `job_run_id`, spending one of their `times`. Every
+    /// applicable `slow` fault adds its delay; of the answering faults the first one injected for
+    /// this very run wins, else the first global one, so a run-specific fault can override a
+    /// global one.
+    pub fn take(&mut self, job_run_id: &str) -> Triggered {
+        let mut fired: Vec<u64> = Vec::new();
+        let mut delay_ms: u64 = 0;
+        for e in &self.entries {
+            if let FaultKind::Slow { delay_ms: d } = e.fault.kind
+                && e.fault.applies_to(job_run_id)
+            {
+                delay_ms = delay_ms.saturating_add(d);
+                fired.push(e.id);
+            }
+        }
+        let answering = |run_scoped: bool| {
+            self.entries.iter().find(|e| {
+                !matches!(e.fault.kind, FaultKind::Slow { .. })
+                    && e.fault.job_run_id.is_some() == run_scoped
+                    && e.fault.applies_to(job_run_id)
+            })
+        };
+        let answer = answering(true).or_else(|| answering(false)).map(|e| {
+            fired.push(e.id);
+            e.fault.kind.clone()
+        });
+        for e in &mut self.entries {
+            if fired.contains(&e.id)
+                && let Some(left) = &mut e.remaining
+            {
+                *left = left.saturating_sub(1);
+            }
+        }
+        self.entries.retain(|e| e.remaining != Some(0));
+        Triggered { delay_ms, answer }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttling(status: u16, retry_after_ms: Option<u64>) -> FaultKind {
+        FaultKind::Throttling {
+            status,
+            retry_after_ms,
+            code: "Throttling.User".into(),
+        }
+    }
+
+    #[test]
+    fn faults_decode_from_json_and_yaml() {
+        let cases: [(&str, Fault); 5] = [
+            (
+                r#"{"kind":"internalError"}"#,
+                Fault::new(FaultKind::InternalError),
+            ),
+            (
+                r#"{"kind":"throttling","status":429,"retryAfterMs":1500,"jobRunId":"jr-1","times":2}"#,
+                Fault::new(throttling(429, Some(1500))).for_run("jr-1").times(2),
+            ),
+            (r#"{"kind":"throttling"}"#, Fault::new(throttling(400, None))),
+            (
+                r#"{"kind":"slow","delayMs":250}"#,
+                Fault::new(FaultKind::Slow { delay_ms: 250 }),
+            ),
+            (
+                r#"{"kind":"forbiddenRam","times":1}"#,
+                Fault::new(FaultKind::ForbiddenRam).times(1),
+            ),
+        ];
+        for (json, want) in cases {
+            let got: Fault = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(got, want, "{json}");
+            let back: Fault =
+                serde_json::from_value(serde_json::to_value(&got).expect("encodes")).expect("decodes");
+            assert_eq!(back, want, "round trip {json}");
+        }
+        let yaml: Fault = serde_yaml::from_str("kind: htmlErrorPage\njobRunId: jr-2\n").expect("yaml");
+        assert_eq!(yaml, Fault::new(FaultKind::HtmlErrorPage).for_run("jr-2"));
+        assert!(serde_json::from_str::<Fault>(r#"{"kind":"meteorStrike"}"#).is_err());
+        assert!(serde_json::from_str::<Fault>(r#"{"kind":"slow"}"#).is_err(), "delayMs needed");
+    }
+
+    #[test]
+    fn validation_table() {
+        let cases = [
+            (Fault::new(FaultKind::NotFound), None),
+            (Fault::new(FaultKind::NotFound).times(0), Some(FaultError::ZeroTimes)),
+            (Fault::new(FaultKind::NotFound).for_run(""), Some(FaultError::EmptyJobRunId)),
+            (Fault::new(throttling(503, None)), Some(FaultError::ThrottlingStatus(503))),
+            (
+                Fault::new(FaultKind::Throttling { status: 400, retry_after_ms: None, code: "Busy".into() }),
+                Some(FaultError::ThrottlingCode("Busy".into())),
+            ),
+            (
+                Fault::new(FaultKind::Slow { delay_ms: MAX_DELAY_MS + 1 }),
+                Some(FaultError::DelayTooLong(MAX_DELAY_MS + 1)),
+            ),
+        ];
+        for (fault, want) in cases {
+            assert_eq!(fault.validate().err(), want, "{fault:?}");
+        }
+    }
+
+    #[test]
+    fn answers_table() {
+        let err = |k: FaultKind| match k.answer("AKID", "jr-1") {
+            Some(FaultAnswer::Error(e)) => (e.code, e.status, e.retry_after_ms),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err(FaultKind::InternalError), ("InternalError".into(), 500, None));
+        assert_eq!(err(FaultKind::ServiceUnavailable), ("ServiceUnavailable".into(), 503, None));
+        assert_eq!(err(throttling(429, Some(7))), ("Throttling.User".into(), 429, Some(7)));
+        assert_eq!(err(FaultKind::NotFound), ("JobRunNotFound".into(), 404, None));
+        assert_eq!(err(FaultKind::ForbiddenRam), ("Forbidden.RAM".into(), 403, None));
+        assert_eq!(FaultKind::Slow { delay_ms: 1 }.answer("a", "b"), None);
+        assert_eq!(FaultKind::HtmlErrorPage.answer("a", "b"), Some(FaultAnswer::HtmlErrorPage));
+        assert_eq!(FaultKind::MalformedJson.answer("a", "b"), Some(FaultAnswer::MalformedJson));
+    }
+
+    #[test]
+    fn take_counts_down_scopes_and_prefers_run_faults() {
+        let mut table = FaultTable::new();
+        let global = table.inject(Fault::new(FaultKind::ServiceUnavailable).times(3));
+        table.inject(Fault::new(FaultKind::NotFound).for_run("jr-1").times(1));
+        table.inject(Fault::new(FaultKind::Slow { delay_ms: 100 }).for_run("jr-1"));
+
+        let first = table.take("jr-1");
+        assert_eq!(first, Triggered { delay_ms: 100, answer: Some(FaultKind::NotFound) });
+        let second = table.take("jr-1");
+        assert_eq!(second.answer, Some(FaultKind::ServiceUnavailable));
+        assert_eq!(second.delay_ms, 100, "the slow fault lasts until cleared");
+        let other = table.take("jr-2");
+        assert_eq!(other, Triggered { delay_ms: 0, answer: Some(FaultKind::ServiceUnavailable) });
+        assert_eq!(table.take("jr-2"), Triggered::default(), "three times used up");
+        assert!(!table.remove(global), "already gone");
+        assert_eq!(table.list().len(), 1);
+        table.clear();
+        assert_eq!(table.take("jr-1"), Triggered::default());
+    }
+
+    #[test]
+    fn active_fault_json_shows_remaining() {
+        let mut table = FaultTable::new();
+        let id = table.inject(Fault::new(throttling(429, Some(10))).times(2));
+        table.take("x");
+        let json = serde_json::to_value(table.list()).expect("encodes");
+        assert_eq!(json[0]["id"], id);
+        assert_eq!(json[0]["kind"], "throttling");
+        assert_eq!(json[0]["retryAfterMs"], 10);
+        assert_eq!(json[0]["times"], 2);
+        assert_eq!(json[0]["remaining"], 1);
+    }
+}

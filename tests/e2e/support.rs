@@ -1,0 +1,254 @@
+//! The shared environment: control plane, simulator and an in-process operator authenticated as
+//! the least-privilege user, plus small helpers the cases use.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{Api, ListParams, PostParams};
+use kube::Client;
+use sparkjobrun_operator::client::{HttpJobRunService, Timeouts};
+use sparkjobrun_operator::controller::{self, Context, RateLimit, Settings};
+use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
+use sparkjobrun_operator::devenv::{ControlPlane, ControlPlaneOptions};
+use sparkjobrun_operator::endpoint;
+use sparkjobrun_operator::policy::{BackoffPolicy, PollPolicy};
+use sparkjobrun_operator::signer::Credentials;
+use sparkjobrun_operator::simulator::{Account, Simulator, SimulatorConfig, SimulatorHandle};
+use tokio::io::AsyncWriteExt;
+
+pub const ACCESS_KEY_ID: &str = "LTAI5tE2eOperatorKey0001";
+pub const REGION: &str = "cn-hangzhou";
+
+pub type Ctx = Context<HttpJobRunService>;
+
+pub struct Env {
+    plane: Mutex<Option<ControlPlane>>,
+    pub kubectl: PathBuf,
+    pub admin_kubeconfig: PathBuf,
+    pub operator_kubeconfig: PathBuf,
+    pub admin: Client,
+    pub sim: SimulatorHandle,
+    pub secret: String,
+    pub ctx: Arc<Ctx>,
+    stop_operator: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    operator: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Env {
+    pub async fn start() -> Result<Self, String> {
+        let plane = ControlPlane::start(ControlPlaneOptions::default()).await.map_err(err)?;
+        let admin = plane.admin_client().map_err(err)?;
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        plane
+            .apply_yaml_file(repo.join("crds/sparkjobruns.emrspark.io.yaml"))
+            .await
+            .map_err(err)?;
+        plane.wait_crd_established("sparkjobruns.emrspark.io").await.map_err(err)?;
+        plane.apply_yaml_file(repo.join("tests/e2e/operator-rbac.yaml")).await.map_err(err)?;
+
+        let secret = format!("e2e-secret-{}", hex::encode(rand::random::<[u8; 12]>()));
+        let sim = Simulator::start(SimulatorConfig {
+            accounts: vec![Account::new(ACCESS_KEY_ID, secret.as_str())],
+            ..SimulatorConfig::default()
+        })
+        .await
+        .map_err(err)?;
+
+        // The operator talks to the API server as the least-privilege user only.
+        let operator_client = plane.operator_client().map_err(err)?;
+        let settings = Settings {
+            poll: PollPolicy {
+                min_interval: Duration::from_millis(500),
+                max_interval: Duration::from_secs(30),
+                queued: Duration::from_secs(1),
+                running: Duration::from_secs(1),
+                long_running: Duration::from_secs(2),
+                long_running_after: Duration::from_secs(600),
+                slow: Duration::from_secs(2),
+                jitter: 0.1,
+            },
+            backoff: BackoffPolicy {
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(3),
+                permanent: Duration::from_secs(2),
+                jitter: 0.1,
+            },
+            default_region: Some(REGION.into()),
+            endpoint: Some(endpoint::parse(&sim.endpoint()).map_err(err)?),
+            rate: RateLimit {
+                per_second: 100.0,
+                burst: 100,
+            },
+            instance: Some("e2e".into()),
+            ..Settings::default()
+        };
+        let service = HttpJobRunService::new(Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(3),
+        })
+        .map_err(err)?;
+        let creds = Credentials::new(ACCESS_KEY_ID, secret.as_str());
+        let ctx = Arc::new(Context::new(operator_client, service, settings, Ok(Some(creds))));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let operator = tokio::spawn(controller::run(ctx.clone(), async move {
+            let _ = rx.await;
+        }));
+
+        Ok(Self {
+            kubectl: plane.kubectl_path().to_owned(),
+            admin_kubeconfig: plane.kubeconfig_admin_path().to_owned(),
+            operator_kubeconfig: plane.kubeconfig_operator_path().to_owned(),
+            plane: Mutex::new(Some(plane)),
+            admin,
+            sim,
+            secret,
+            ctx,
+            stop_operator: Mutex::new(Some(tx)),
+            operator: Mutex::new(Some(operator)),
+        })
+    }
+
+    /// Stops the operator and the control plane; keeps the logs when something failed.
+    pub async fn finish(&self, keep: bool) -> Option<PathBuf> {
+        if let Some(tx) = self.stop_operator.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(());
+        }
+        let handle = self.operator.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+        let mut plane = self.plane.lock().ok().and_then(|mut p| p.take())?;
+        let kept = keep.then(|| {
+            plane.keep_logs();
+            plane.work_dir().to_owned()
+        });
+        plane.stop();
+        kept
+    }
+
+    pub async fn namespace(&self, prefix: &str) -> Result<String, String> {
+        let name = format!("{prefix}-{}", hex::encode(rand::random::<[u8; 3]>()));
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).map_err(err)?;
+        Api::<Namespace>::all(self.admin.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(err)?;
+        Ok(name)
+    }
+
+    pub fn runs(&self, ns: &str) -> Api<SparkJobRunRef> {
+        Api::namespaced(self.admin.clone(), ns)
+    }
+
+    pub async fn create(&self, ns: &str, name: &str, spec: SparkJobRunRefSpec) -> Result<(), String> {
+        let obj = SparkJobRunRef::new(name, spec);
+        self.runs(ns).create(&PostParams::default(), &obj).await.map_err(err)?;
+        Ok(())
+    }
+
+    pub async fn get(&self, ns: &str, name: &str) -> Result<SparkJobRunRef, String> {
+        self.runs(ns).get(name).await.map_err(err)
+    }
+
+    pub async fn status(&self, ns: &str, name: &str) -> Result<SparkJobRunRefStatus, String> {
+        Ok(self.get(ns, name).await?.status.unwrap_or_default())
+    }
+
+    pub async fn put_secret(&self, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<(), String> {
+        let mut string_data = serde_json::Map::new();
+        for (k, v) in data {
+            string_data.insert((*k).into(), serde_json::Value::String((*v).into()));
+        }
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns},
+            "stringData": string_data,
+        }))
+        .map_err(err)?;
+        let api: Api<Secret> = Api::namespaced(self.admin.clone(), ns);
+        api.patch(
+            name,
+            &kube::api::PatchParams::apply("e2e").force(),
+            &kube::api::Patch::Apply(&secret),
+        )
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    /// Events about one object, oldest first.
+    pub async fn events(&self, ns: &str, name: &str) -> Result<Vec<KubeEvent>, String> {
+        let api: Api<KubeEvent> = Api::namespaced(self.admin.clone(), ns);
+        let mut list: Vec<KubeEvent> = api
+            .list(&ListParams::default())
+            .await
+            .map_err(err)?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        Ok(list)
+    }
+
+    /// Runs the built kubectl; `stdin` is piped in when given.
+    pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>, as_operator: bool) -> Result<(bool, String, String), String> {
+        let kubeconfig = if as_operator { &self.operator_kubeconfig } else { &self.admin_kubeconfig };
+        let mut cmd = tokio::process::Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| format!("spawning kubectl: {e}"))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes()).await.map_err(err)?;
+            drop(pipe);
+        }
+        let out = child.wait_with_output().await.map_err(err)?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+/// Polls `check` until it returns `Ok(Some(v))`, failing with the last observation on timeout.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::from("nothing observed");
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = e,
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {what}; last: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn condition<'a>(s: &'a SparkJobRunRefStatus, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+}
+
+pub fn ensure(ok: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(msg()) }
+}
