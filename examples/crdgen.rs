@@ -1,3 +1,6 @@
 fn main() {
-    print!("{}", sparkjobrun_operator::crd::crd_yaml().expect("serialise CRD"));
+    print!(
+        "{}",
+        sparkjobrun_operator::crd::crd_yaml().expect("serialise CRD")
+    );
 }

@@ -34,7 +34,9 @@ pub enum AppError {
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -69,7 +71,9 @@ async fn shutdown_signal() {
 
 /// `sparkjobrun-operator run`.
 pub async fn run(args: RunArgs) -> Result<(), AppError> {
-    let settings = args.settings().map_err(|e| AppError::Config(e.to_string()))?;
+    let settings = args
+        .settings()
+        .map_err(|e| AppError::Config(e.to_string()))?;
     let env_credentials = credentials::from_env(env_lookup);
     match &env_credentials {
         Ok(Some(c)) => info!(
@@ -77,8 +81,12 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
             sts = c.security_token.is_some(),
             "operator credentials found"
         ),
-        Ok(None) => info!("no operator credentials in the environment; only objects with spec.credentials.secretRef can be read"),
-        Err(e) => tracing::warn!(error = %e, "operator credentials in the environment are incomplete"),
+        Ok(None) => info!(
+            "no operator credentials in the environment; only objects with spec.credentials.secretRef can be read"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "operator credentials in the environment are incomplete")
+        }
     }
     let client = Client::try_default().await.map_err(AppError::Kube)?;
     let service = HttpJobRunService::new(args.service.timeouts()).map_err(AppError::Http)?;
@@ -112,7 +120,10 @@ pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
         region_id: args.region_id.clone(),
         endpoint,
     };
-    let run = service.get_job_run(&request, &creds).await.map_err(AppError::GetJobRun)?;
+    let run = service
+        .get_job_run(&request, &creds)
+        .await
+        .map_err(AppError::GetJobRun)?;
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
     let status = mapping::next_status(
         None,
@@ -125,7 +136,11 @@ pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
         &now,
     );
     match args.output {
-        OutputFormat::Json => serde_json::to_string_pretty(&status).map_err(|e| AppError::Output(e.to_string())),
-        OutputFormat::Yaml => serde_yaml::to_string(&status).map_err(|e| AppError::Output(e.to_string())),
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&status).map_err(|e| AppError::Output(e.to_string()))
+        }
+        OutputFormat::Yaml => {
+            serde_yaml::to_string(&status).map_err(|e| AppError::Output(e.to_string()))
+        }
     }
 }

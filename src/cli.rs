@@ -11,12 +11,18 @@ use crate::endpoint::{self, AllowList, Network};
 use crate::policy::{self, BackoffPolicy, PollPolicy};
 
 #[derive(Debug, Parser)]
-#[command(name = "sparkjobrun-operator", version, about = "Mirrors Alibaba Cloud EMR Serverless Spark job runs into SparkJobRunRef objects")]
+#[command(
+    name = "sparkjobrun-operator",
+    version,
+    about = "Mirrors Alibaba Cloud EMR Serverless Spark job runs into SparkJobRunRef objects"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Parsed once at start-up; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (kubeconfig or in-cluster configuration).
@@ -74,7 +80,11 @@ impl ServiceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Namespaces to watch (repeat or comma-separate). Default: all namespaces.
-    #[arg(long = "namespace", env = "SPARKJOBRUN_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long = "namespace",
+        env = "SPARKJOBRUN_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub namespaces: Vec<String>,
     /// Only handle objects matching this label selector (lets several instances split the work).
     #[arg(long, env = "SPARKJOBRUN_LABEL_SELECTOR")]
@@ -83,7 +93,12 @@ pub struct RunArgs {
     #[arg(long, env = "SPARKJOBRUN_DEFAULT_REGION")]
     pub default_region: Option<String>,
     /// Host suffixes a spec.endpoint may use (https only), comma-separated.
-    #[arg(long, env = "SPARKJOBRUN_ENDPOINT_ALLOW", value_delimiter = ',', default_value = "aliyuncs.com")]
+    #[arg(
+        long,
+        env = "SPARKJOBRUN_ENDPOINT_ALLOW",
+        value_delimiter = ',',
+        default_value = "aliyuncs.com"
+    )]
     pub endpoint_allow: Vec<String>,
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -174,13 +189,19 @@ impl RunArgs {
             return Err(invalid("min-poll-interval", "must be above zero"));
         }
         if self.min_poll_interval > self.max_poll_interval {
-            return Err(invalid("max-poll-interval", "must not be below --min-poll-interval"));
+            return Err(invalid(
+                "max-poll-interval",
+                "must not be below --min-poll-interval",
+            ));
         }
         if !(0.0..=1.0).contains(&self.poll_jitter) {
             return Err(invalid("poll-jitter", "must be between 0 and 1"));
         }
         if !(self.rate_limit.is_finite() && self.rate_limit > 0.0) {
-            return Err(invalid("rate-limit", "must be a positive number of calls per second"));
+            return Err(invalid(
+                "rate-limit",
+                "must be a positive number of calls per second",
+            ));
         }
         if self.rate_burst == 0 {
             return Err(invalid("rate-burst", "must be at least 1"));
@@ -196,7 +217,8 @@ impl RunArgs {
             .transpose()
             .map_err(|e| invalid("endpoint", e.to_string()))?;
         if let Some(region) = &self.default_region {
-            endpoint::for_region(region, Network::Public).map_err(|e| invalid("default-region", e.to_string()))?;
+            endpoint::for_region(region, Network::Public)
+                .map_err(|e| invalid("default-region", e.to_string()))?;
         }
         let namespaces: Vec<String> = self
             .namespaces
@@ -288,16 +310,28 @@ mod tests {
         assert_eq!(s.scope.namespaces, ["a", "b", "c"]);
         assert_eq!(s.scope.label_selector.as_deref(), Some("team=data"));
         assert_eq!(s.default_region.as_deref(), Some("cn-beijing"));
-        assert_eq!(s.endpoint.map(|e| e.base_url()).as_deref(), Some("http://127.0.0.1:9999"));
+        assert_eq!(
+            s.endpoint.map(|e| e.base_url()).as_deref(),
+            Some("http://127.0.0.1:9999")
+        );
         assert_eq!(s.network, Network::Vpc);
-        assert_eq!(s.rate, RateLimit { per_second: 2.5, burst: 3 });
+        assert_eq!(
+            s.rate,
+            RateLimit {
+                per_second: 2.5,
+                burst: 3
+            }
+        );
         assert_eq!(s.poll.running, Duration::from_secs(45));
     }
 
     #[test]
     fn bad_flags_name_themselves() {
         let cases: [(&[&str], &str); 6] = [
-            (&["--min-poll-interval=1m", "--max-poll-interval=30s"], "--max-poll-interval"),
+            (
+                &["--min-poll-interval=1m", "--max-poll-interval=30s"],
+                "--max-poll-interval",
+            ),
             (&["--rate-limit=0"], "--rate-limit"),
             (&["--rate-burst=0"], "--rate-burst"),
             (&["--poll-jitter=2"], "--poll-jitter"),
@@ -305,7 +339,10 @@ mod tests {
             (&["--default-region=CN_HANGZHOU"], "--default-region"),
         ];
         for (args, flag) in cases {
-            let err = run_args(args).expect("parses").settings().expect_err("invalid");
+            let err = run_args(args)
+                .expect("parses")
+                .settings()
+                .expect_err("invalid");
             assert!(err.to_string().starts_with(flag), "{args:?}: {err}");
         }
         assert!(run_args(&["--poll-running=soon"]).is_err());

@@ -52,9 +52,11 @@ impl ApiErrorKind {
         match self {
             Self::Throttled => RetryClass::Throttled,
             Self::Transient | Self::Unreachable | Self::InvalidResponse => RetryClass::Transient,
-            Self::Unauthorized | Self::ClockSkew | Self::Forbidden | Self::NotFound | Self::BadRequest => {
-                RetryClass::Permanent
-            }
+            Self::Unauthorized
+            | Self::ClockSkew
+            | Self::Forbidden
+            | Self::NotFound
+            | Self::BadRequest => RetryClass::Permanent,
         }
     }
 }
@@ -65,7 +67,10 @@ pub fn classify(http_status: u16, code: Option<&str>) -> ApiErrorKind {
     let starts = |p: &str| code == p || code.starts_with(&format!("{p}."));
     if starts("Throttling") || code == "Throttled" {
         ApiErrorKind::Throttled
-    } else if code == "SignatureNonceUsed" || code == "InternalError" || code == "ServiceUnavailable" {
+    } else if code == "SignatureNonceUsed"
+        || code == "InternalError"
+        || code == "ServiceUnavailable"
+    {
         ApiErrorKind::Transient
     } else if code == "InvalidTimeStamp.Expired" {
         ApiErrorKind::ClockSkew
@@ -78,7 +83,8 @@ pub fn classify(http_status: u16, code: Option<&str>) -> ApiErrorKind {
         ApiErrorKind::Unauthorized
     } else if starts("Forbidden") || code == "NoPermission" || starts("NoPermission") {
         ApiErrorKind::Forbidden
-    } else if starts("MissingParameter") || starts("InvalidParameter") || starts("InvalidTimeStamp") {
+    } else if starts("MissingParameter") || starts("InvalidParameter") || starts("InvalidTimeStamp")
+    {
         ApiErrorKind::BadRequest
     } else if code.contains("NotFound") || code.contains("NotExist") {
         ApiErrorKind::NotFound
@@ -132,7 +138,9 @@ impl ApiError {
             None => format!("GetJobRun failed: {}", self.message),
         };
         if self.kind == ApiErrorKind::ClockSkew {
-            msg.push_str(" (check the node clock: requests must be within 15 minutes of the service)");
+            msg.push_str(
+                " (check the node clock: requests must be within 15 minutes of the service)",
+            );
         }
         truncate(&mut msg, 1024);
         msg
@@ -162,7 +170,12 @@ fn truncate(s: &mut String, max: usize) {
 }
 
 /// Builds an [`ApiError`] from an error answer. Pure, so every odd body is table-tested.
-pub fn error_from_response(http_status: u16, retry_after: Option<&str>, request_id: Option<&str>, body: &[u8]) -> ApiError {
+pub fn error_from_response(
+    http_status: u16,
+    retry_after: Option<&str>,
+    request_id: Option<&str>,
+    body: &[u8],
+) -> ApiError {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let retry_after = retry_after
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -303,7 +316,11 @@ fn new_nonce() -> String {
 }
 
 impl JobRunService for HttpJobRunService {
-    async fn get_job_run(&self, req: &GetJobRunRequest, creds: &Credentials) -> Result<JobRun, ApiError> {
+    async fn get_job_run(
+        &self,
+        req: &GetJobRunRequest,
+        creds: &Credentials,
+    ) -> Result<JobRun, ApiError> {
         let path = get_job_run_path(&req.workspace_id, &req.job_run_id);
         let query = vec![("regionId".to_string(), req.region_id.clone())];
         let date = signer::format_acs_date(jiff::Timestamp::now());
@@ -330,16 +347,33 @@ impl JobRunService for HttpJobRunService {
                 builder = builder.header(name.as_str(), value.as_str());
             }
         }
-        let response = builder.send().await.map_err(|e| transport_error(&req.endpoint, &e))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(&req.endpoint, &e))?;
         let status = response.status().as_u16();
-        let header = |n: &str| response.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |n: &str| {
+            response
+                .headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let retry_after = header("x-acs-retry-after");
         let request_id = header("x-acs-request-id");
-        let body = response.bytes().await.map_err(|e| transport_error(&req.endpoint, &e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&req.endpoint, &e))?;
         if (200..300).contains(&status) {
             decode_success(&body, request_id.as_deref())
         } else {
-            Err(error_from_response(status, retry_after.as_deref(), request_id.as_deref(), &body))
+            Err(error_from_response(
+                status,
+                retry_after.as_deref(),
+                request_id.as_deref(),
+                &body,
+            ))
         }
     }
 }
@@ -404,7 +438,10 @@ mod tests {
             assert_eq!(classify(status, code), want, "{status} {code:?}");
         }
         assert_eq!(ApiErrorKind::NotFound.retry_class(), RetryClass::Permanent);
-        assert_eq!(ApiErrorKind::Unreachable.retry_class(), RetryClass::Transient);
+        assert_eq!(
+            ApiErrorKind::Unreachable.retry_class(),
+            RetryClass::Transient
+        );
     }
 
     #[test]
@@ -419,7 +456,10 @@ mod tests {
         assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
         assert_eq!(e.request_id.as_deref(), Some("R1"));
         assert!(e.to_string().contains("Throttling.User"), "{e}");
-        assert!(!e.condition_message().contains("R1"), "request id kept out of status");
+        assert!(
+            !e.condition_message().contains("R1"),
+            "request id kept out of status"
+        );
 
         let forbidden = error_from_response(
             403,
@@ -430,7 +470,12 @@ mod tests {
         assert_eq!(forbidden.kind, ApiErrorKind::Forbidden);
         assert!(forbidden.message.contains("emr-serverless-spark:GetJobRun"));
 
-        let html = error_from_response(502, None, Some("x"), b"<html><body>Bad Gateway</body></html>");
+        let html = error_from_response(
+            502,
+            None,
+            Some("x"),
+            b"<html><body>Bad Gateway</body></html>",
+        );
         assert_eq!(html.kind, ApiErrorKind::Transient);
         assert!(html.message.contains("HTML"), "{}", html.message);
         assert_eq!(html.request_id.as_deref(), Some("x"));
@@ -439,17 +484,31 @@ mod tests {
         assert_eq!(junk.kind, ApiErrorKind::InvalidResponse);
         assert_eq!(junk.retry_after, None);
 
-        let skew = error_from_response(400, None, None, br#"{"Code":"InvalidTimeStamp.Expired","Message":"old"}"#);
+        let skew = error_from_response(
+            400,
+            None,
+            None,
+            br#"{"Code":"InvalidTimeStamp.Expired","Message":"old"}"#,
+        );
         assert!(skew.condition_message().contains("node clock"));
     }
 
     #[test]
     fn success_bodies() {
         let seed = include_bytes!("../tests/fixtures/get-job-run-seed.json");
-        assert_eq!(decode_success(seed, None).map(|r| r.state), Ok(Some("Running".into())));
+        assert_eq!(
+            decode_success(seed, None).map(|r| r.state),
+            Ok(Some("Running".into()))
+        );
         let truncated = &seed[..seed.len() / 2];
-        assert_eq!(decode_success(truncated, None).map_err(|e| e.kind), Err(ApiErrorKind::InvalidResponse));
-        assert_eq!(decode_success(b"{}", None).map_err(|e| e.kind), Err(ApiErrorKind::InvalidResponse));
+        assert_eq!(
+            decode_success(truncated, None).map_err(|e| e.kind),
+            Err(ApiErrorKind::InvalidResponse)
+        );
+        assert_eq!(
+            decode_success(b"{}", None).map_err(|e| e.kind),
+            Err(ApiErrorKind::InvalidResponse)
+        );
         assert_eq!(
             decode_success(br#"{"jobRun":{"state":""}}"#, None).map_err(|e| e.kind),
             Err(ApiErrorKind::InvalidResponse)
@@ -462,7 +521,13 @@ mod tests {
 
     #[test]
     fn path_encoding() {
-        assert_eq!(get_job_run_path("w-1", "jr-2"), "/api/v1/workspaces/w-1/jobRuns/jr-2");
-        assert_eq!(get_job_run_path("w-a b/c", "jr-ü"), "/api/v1/workspaces/w-a%20b%2Fc/jobRuns/jr-%C3%BC");
+        assert_eq!(
+            get_job_run_path("w-1", "jr-2"),
+            "/api/v1/workspaces/w-1/jobRuns/jr-2"
+        );
+        assert_eq!(
+            get_job_run_path("w-a b/c", "jr-ü"),
+            "/api/v1/workspaces/w-a%20b%2Fc/jobRuns/jr-%C3%BC"
+        );
     }
 }

@@ -15,7 +15,15 @@ pub const FINISHED: &str = "Finished";
 pub const SYNCED: &str = "Synced";
 
 /// The order conditions are written in, so that status comparisons are stable.
-const ORDER: [&str; 7] = [READY, RECONCILING, STALLED, SUCCEEDED, FAILED, FINISHED, SYNCED];
+const ORDER: [&str; 7] = [
+    READY,
+    RECONCILING,
+    STALLED,
+    SUCCEEDED,
+    FAILED,
+    FINISHED,
+    SYNCED,
+];
 
 /// What the operator knows about the remote run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +143,12 @@ pub fn outcome(knowledge: &Knowledge<'_>, job_run_id: &str) -> Vec<Desired> {
 
 pub fn synced(sync: &Sync<'_>) -> Desired {
     match sync {
-        Sync::Ok => cond(SYNCED, "True", "Polled", "the last GetJobRun call succeeded"),
+        Sync::Ok => cond(
+            SYNCED,
+            "True",
+            "Polled",
+            "the last GetJobRun call succeeded",
+        ),
         Sync::Failed { reason, message } => cond(SYNCED, "False", reason, message),
     }
 }
@@ -155,8 +168,8 @@ pub fn materialize(
         .map(|d| {
             let old = existing.iter().find(|c| c.type_ == d.type_);
             let same_status = old.is_some_and(|o| o.status == d.status);
-            let keep_message =
-                d.type_ == SYNCED && old.is_some_and(|o| o.status == d.status && o.reason == d.reason);
+            let keep_message = d.type_ == SYNCED
+                && old.is_some_and(|o| o.status == d.status && o.reason == d.reason);
             Condition {
                 type_: d.type_.to_owned(),
                 status: d.status.to_owned(),
@@ -173,7 +186,12 @@ pub fn materialize(
             }
         })
         .collect();
-    out.sort_by_key(|c| ORDER.iter().position(|t| *t == c.type_).unwrap_or(ORDER.len()));
+    out.sort_by_key(|c| {
+        ORDER
+            .iter()
+            .position(|t| *t == c.type_)
+            .unwrap_or(ORDER.len())
+    });
     out
 }
 
@@ -207,12 +225,24 @@ mod tests {
             (FAILED, "False"),
             (FINISHED, "False"),
         ];
-        for s in ["Submitted", "Pending", "Running", "Cancelling", "CancelFailed", "Weird"] {
+        for s in [
+            "Submitted",
+            "Pending",
+            "Running",
+            "Cancelling",
+            "CancelFailed",
+            "Weird",
+        ] {
             assert_eq!(statuses(&outcome(&state(s), "jr-1")), in_progress, "{s}");
         }
         assert_eq!(
             statuses(&outcome(&state("Success"), "jr-1")),
-            vec![(READY, "True"), (SUCCEEDED, "True"), (FAILED, "False"), (FINISHED, "True")]
+            vec![
+                (READY, "True"),
+                (SUCCEEDED, "True"),
+                (FAILED, "False"),
+                (FINISHED, "True")
+            ]
         );
         for s in ["Failed", "Cancelled"] {
             assert_eq!(
@@ -228,7 +258,10 @@ mod tests {
             );
         }
         let nf = outcome(&Knowledge::NotFound { message: "gone" }, "jr-1");
-        assert_eq!(statuses(&nf), vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown")]);
+        assert_eq!(
+            statuses(&nf),
+            vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown")]
+        );
         assert!(nf.iter().all(|c| c.reason == "JobRunNotFound"));
     }
 
@@ -242,7 +275,11 @@ mod tests {
         let d = outcome(&k, "jr-9");
         let stalled = d.iter().find(|c| c.type_ == STALLED).expect("stalled");
         assert_eq!(stalled.reason, "Failed");
-        assert!(stalled.message.contains("ERR-100000: connection refused"), "{}", stalled.message);
+        assert!(
+            stalled.message.contains("ERR-100000: connection refused"),
+            "{}",
+            stalled.message
+        );
     }
 
     #[test]
@@ -268,7 +305,10 @@ mod tests {
         let ready = find(&third, READY).expect("ready");
         assert_eq!(ready.last_transition_time, t1);
         assert_eq!(ready.observed_generation, Some(2));
-        assert!(find(&third, RECONCILING).is_none(), "Reconciling dropped on success");
+        assert!(
+            find(&third, RECONCILING).is_none(),
+            "Reconciling dropped on success"
+        );
     }
 
     #[test]
@@ -276,20 +316,29 @@ mod tests {
         let t0 = t("2024-01-01T00:00:00Z");
         let first = materialize(
             &[],
-            vec![synced(&Sync::Failed { reason: "Unauthorized", message: "req 1" })],
+            vec![synced(&Sync::Failed {
+                reason: "Unauthorized",
+                message: "req 1",
+            })],
             None,
             &t0,
         );
         let same = materialize(
             &first,
-            vec![synced(&Sync::Failed { reason: "Unauthorized", message: "req 2" })],
+            vec![synced(&Sync::Failed {
+                reason: "Unauthorized",
+                message: "req 2",
+            })],
             None,
             &t0,
         );
         assert_eq!(first, same);
         let other = materialize(
             &first,
-            vec![synced(&Sync::Failed { reason: "Throttled", message: "slow" })],
+            vec![synced(&Sync::Failed {
+                reason: "Throttled",
+                message: "slow",
+            })],
             None,
             &t0,
         );
@@ -301,8 +350,13 @@ mod tests {
         let t0 = t("2024-01-01T00:00:00Z");
         let mut desired = outcome(&state("Running"), "jr");
         desired.insert(0, synced(&Sync::Ok));
-        let types: Vec<String> =
-            materialize(&[], desired, None, &t0).into_iter().map(|c| c.type_).collect();
-        assert_eq!(types, [READY, RECONCILING, SUCCEEDED, FAILED, FINISHED, SYNCED]);
+        let types: Vec<String> = materialize(&[], desired, None, &t0)
+            .into_iter()
+            .map(|c| c.type_)
+            .collect();
+        assert_eq!(
+            types,
+            [READY, RECONCILING, SUCCEEDED, FAILED, FINISHED, SYNCED]
+        );
     }
 }

@@ -21,8 +21,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::{ApiErrorKind, GetJobRunRequest, JobRunService};
 use crate::conditions::{self, SYNCED};
-use crate::credentials::{self, CredentialsError};
 use crate::crd::{SparkJobRunRef, SparkJobRunRefStatus};
+use crate::credentials::{self, CredentialsError};
 use crate::endpoint::{self, AllowList, Endpoint, Network};
 use crate::error::Error;
 use crate::mapping::{self, PollOutcome, StatusContext};
@@ -179,7 +179,9 @@ impl<S: JobRunService> Context<S> {
     /// Waits for a slot of the process-wide rate limit.
     pub async fn acquire_call_slot(&self) {
         if self.limiter.check().is_err() {
-            self.counters.rate_limited_waits.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .rate_limited_waits
+                .fetch_add(1, Ordering::Relaxed);
             self.limiter.until_ready().await;
         }
     }
@@ -216,7 +218,9 @@ pub fn resolve_request(
         .region_id
         .clone()
         .or_else(|| settings.default_region.clone())
-        .ok_or_else(|| Error::MissingRegion { object: object.clone() })?;
+        .ok_or_else(|| Error::MissingRegion {
+            object: object.clone(),
+        })?;
     let endpoint = endpoint::resolve(
         obj.spec.endpoint.as_deref(),
         settings.endpoint.as_ref(),
@@ -234,19 +238,29 @@ pub fn resolve_request(
 }
 
 /// Reads the object's Secret (one `get`, same namespace) or falls back to the operator's chain.
-async fn resolve_credentials<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S>) -> Result<Credentials, Error> {
+async fn resolve_credentials<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<Credentials, Error> {
     let object = object_key(obj);
-    let secret_ref = obj.spec.credentials.as_ref().and_then(|c| c.secret_ref.as_ref());
+    let secret_ref = obj
+        .spec
+        .credentials
+        .as_ref()
+        .and_then(|c| c.secret_ref.as_ref());
     match secret_ref {
         Some(r) => {
             let namespace = obj.namespace().unwrap_or_default();
             let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
-            let secret = api.get_opt(&r.name).await.map_err(|source| Error::SecretRead {
-                object: object.clone(),
-                namespace: namespace.clone(),
-                name: r.name.clone(),
-                source,
-            })?;
+            let secret = api
+                .get_opt(&r.name)
+                .await
+                .map_err(|source| Error::SecretRead {
+                    object: object.clone(),
+                    namespace: namespace.clone(),
+                    name: r.name.clone(),
+                    source,
+                })?;
             let secret = secret.ok_or_else(|| Error::SecretNotFound {
                 object: object.clone(),
                 namespace: namespace.clone(),
@@ -288,12 +302,18 @@ fn spec_poll_interval(obj: &SparkJobRunRef) -> Result<Option<Duration>, Error> {
 }
 
 /// The reconcile function handed to kube-runtime.
-pub async fn reconcile<S: JobRunService>(obj: Arc<SparkJobRunRef>, ctx: Arc<Context<S>>) -> Result<Action, Error> {
+pub async fn reconcile<S: JobRunService>(
+    obj: Arc<SparkJobRunRef>,
+    ctx: Arc<Context<S>>,
+) -> Result<Action, Error> {
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     reconcile_inner(&obj, &ctx).instrument(span).await
 }
 
-async fn reconcile_inner<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S>) -> Result<Action, Error> {
+async fn reconcile_inner<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<Action, Error> {
     ctx.counters.reconciles.fetch_add(1, Ordering::Relaxed);
     let key = object_key(obj);
     let generation = obj.meta().generation;
@@ -302,17 +322,19 @@ async fn reconcile_inner<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S
     let sched = ctx.schedule(&key);
 
     // Our own status write (and watch restarts) trigger reconciles; poll only when due.
-    if !terminal {
-        if let Some(s) = sched {
-            let now = Instant::now();
-            let synced_generation = old.and_then(|s| s.observed_generation) == generation;
-            if s.generation == generation && synced_generation && s.due > now {
-                return Ok(Action::requeue(s.due - now));
-            }
+    if !terminal && let Some(s) = sched {
+        let now = Instant::now();
+        let synced_generation = old.and_then(|s| s.observed_generation) == generation;
+        if s.generation == generation && synced_generation && s.due > now {
+            return Ok(Action::requeue(s.due - now));
         }
     }
 
-    let region = obj.spec.region_id.clone().or_else(|| ctx.settings.default_region.clone());
+    let region = obj
+        .spec
+        .region_id
+        .clone()
+        .or_else(|| ctx.settings.default_region.clone());
     let ctx_status = StatusContext {
         generation,
         job_run_id: &obj.spec.job_run_id,
@@ -330,11 +352,19 @@ async fn reconcile_inner<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S
     let result = fetch(obj, ctx).await;
     let now = now_time();
     let (next, retry) = match &result {
-        Ok(run) => (mapping::next_status(old, PollOutcome::Run(run), ctx_status, &now), None),
+        Ok(run) => (
+            mapping::next_status(old, PollOutcome::Run(run), ctx_status, &now),
+            None,
+        ),
         Err(Error::GetJobRun { source, .. }) if source.kind == ApiErrorKind::NotFound => {
             let message = source.condition_message();
             (
-                mapping::next_status(old, PollOutcome::NotFound { message: &message }, ctx_status, &now),
+                mapping::next_status(
+                    old,
+                    PollOutcome::NotFound { message: &message },
+                    ctx_status,
+                    &now,
+                ),
                 Some((RetryClass::Permanent, None)),
             )
         }
@@ -363,11 +393,19 @@ async fn reconcile_inner<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S
     publish_events(obj, ctx, old, &next).await;
     write_status_if_changed(obj, ctx, old, &next).await?;
 
-    let class = next.state.as_deref().map(StateClass::of).unwrap_or(StateClass::Queued);
+    let class = next
+        .state
+        .as_deref()
+        .map(StateClass::of)
+        .unwrap_or(StateClass::Queued);
     let delay = match retry {
         None => {
             let running_for = submitted_for(&next);
-            match ctx.settings.poll.interval(class, running_for, spec_poll_interval(obj).ok().flatten()) {
+            match ctx.settings.poll.interval(
+                class,
+                running_for,
+                spec_poll_interval(obj).ok().flatten(),
+            ) {
                 None => {
                     ctx.set_schedule(&key, None);
                     return Ok(Action::await_change());
@@ -377,10 +415,19 @@ async fn reconcile_inner<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S
         }
         Some((retry_class, retry_after)) => {
             let failures = sched.map_or(0, |s| s.failures).saturating_add(1);
-            (ctx.settings.backoff.delay(retry_class, failures, retry_after), failures)
+            (
+                ctx.settings
+                    .backoff
+                    .delay(retry_class, failures, retry_after),
+                failures,
+            )
         }
     };
-    let jitter = if retry.is_some() { ctx.settings.backoff.jitter } else { ctx.settings.poll.jitter };
+    let jitter = if retry.is_some() {
+        ctx.settings.backoff.jitter
+    } else {
+        ctx.settings.poll.jitter
+    };
     let wait = policy::jittered(delay.0, jitter, unit_random());
     ctx.set_schedule(
         &key,
@@ -401,12 +448,17 @@ fn submitted_for(status: &SparkJobRunRefStatus) -> Option<Duration> {
     Duration::try_from(span).ok()
 }
 
-async fn fetch<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S>) -> Result<crate::wire::JobRun, Error> {
+async fn fetch<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<crate::wire::JobRun, Error> {
     spec_poll_interval(obj)?;
     let request = resolve_request(obj, &ctx.settings)?;
     let creds = resolve_credentials(obj, ctx).await?;
     ctx.acquire_call_slot().await;
-    ctx.counters.get_job_run_calls.fetch_add(1, Ordering::Relaxed);
+    ctx.counters
+        .get_job_run_calls
+        .fetch_add(1, Ordering::Relaxed);
     let run = ctx
         .service
         .get_job_run(&request, &creds)
@@ -416,13 +468,14 @@ async fn fetch<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S>) -> Resu
             job_run_id: request.job_run_id.clone(),
             source,
         })?;
-    if let Some(state) = run.state.as_deref() {
-        if StateClass::of(state) == StateClass::Unknown {
-            let previous = obj.status.as_ref().and_then(|s| s.state.as_deref());
-            if previous != Some(state) {
-                warn!(state, "job run is in a state this operator does not know; treating it as not finished");
-            }
-        }
+    if let Some(state) = run.state.as_deref()
+        && StateClass::of(state) == StateClass::Unknown
+        && obj.status.as_ref().and_then(|s| s.state.as_deref()) != Some(state)
+    {
+        warn!(
+            state,
+            "job run is in a state this operator does not know; treating it as not finished"
+        );
     }
     Ok(run)
 }
@@ -447,11 +500,18 @@ async fn write_status_if_changed<S: JobRunService>(
         "kind": "SparkJobRunRef",
         "status": next,
     });
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::StatusPatch { object, source })?;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::StatusPatch { object, source })?;
     ctx.counters.status_writes.fetch_add(1, Ordering::Relaxed);
-    info!(state = next.state.as_deref().unwrap_or(""), "status written");
+    info!(
+        state = next.state.as_deref().unwrap_or(""),
+        "status written"
+    );
     Ok(())
 }
 
@@ -465,26 +525,40 @@ pub struct PlannedEvent {
 
 /// Events for a status change: one per state transition, one per new kind of problem, one when
 /// the problem clears. Pure, so a restart (old status already holds the state) emits nothing twice.
-pub fn plan_events(job_run_id: &str, old: Option<&SparkJobRunRefStatus>, next: &SparkJobRunRefStatus) -> Vec<PlannedEvent> {
+pub fn plan_events(
+    job_run_id: &str,
+    old: Option<&SparkJobRunRefStatus>,
+    next: &SparkJobRunRefStatus,
+) -> Vec<PlannedEvent> {
     let mut out = Vec::new();
     let old_state = old.and_then(|s| s.state.as_deref());
-    if let Some(state) = next.state.as_deref() {
-        if old_state != Some(state) {
+    if let Some(state) = next.state.as_deref()
+        && old_state != Some(state)
+    {
+        {
             let class = StateClass::of(state);
             let from = old_state.map(|s| format!(" (was {s})")).unwrap_or_default();
             let mut note = format!("job run {job_run_id} is now {state}{from}");
-            if let Some(r) = &next.state_change_reason {
-                if class.is_terminal() && class != StateClass::Succeeded {
-                    note.push_str(&format!(": {} {}", r.code.as_deref().unwrap_or(""), r.message.as_deref().unwrap_or("")));
-                }
+            if let Some(r) = &next.state_change_reason
+                && class.is_terminal()
+                && class != StateClass::Succeeded
+            {
+                note.push_str(&format!(
+                    ": {} {}",
+                    r.code.as_deref().unwrap_or(""),
+                    r.message.as_deref().unwrap_or("")
+                ));
             }
             if class == StateClass::Unknown {
-                note.push_str("; this state is unknown to the operator, which keeps polling slowly");
+                note.push_str(
+                    "; this state is unknown to the operator, which keeps polling slowly",
+                );
             } else if class == StateClass::CancelFailed {
                 note.push_str("; the run may still be alive, polling continues");
             }
             out.push(PlannedEvent {
-                warning: class.is_suspicious() || matches!(class, StateClass::Failed | StateClass::Cancelled),
+                warning: class.is_suspicious()
+                    || matches!(class, StateClass::Failed | StateClass::Cancelled),
                 reason: crate::state::state_reason(state).to_owned(),
                 note: note.trim_end().to_owned(),
             });
@@ -493,7 +567,9 @@ pub fn plan_events(job_run_id: &str, old: Option<&SparkJobRunRefStatus>, next: &
     let old_sync = old.and_then(|s| conditions::find(&s.conditions, SYNCED));
     let new_sync = conditions::find(&next.conditions, SYNCED);
     if let Some(n) = new_sync {
-        let old_reason = old_sync.filter(|o| o.status == "False").map(|o| o.reason.as_str());
+        let old_reason = old_sync
+            .filter(|o| o.status == "False")
+            .map(|o| o.reason.as_str());
         if n.status == "False" && old_reason != Some(n.reason.as_str()) {
             out.push(PlannedEvent {
                 warning: true,
@@ -528,7 +604,11 @@ async fn publish_events<S: JobRunService>(
             note.truncate(cut);
         }
         let event = Event {
-            type_: if planned.warning { EventType::Warning } else { EventType::Normal },
+            type_: if planned.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: planned.reason,
             note: Some(note),
             action: "GetJobRun".into(),
@@ -545,11 +625,20 @@ async fn publish_events<S: JobRunService>(
 
 /// Kubernetes trouble (status writes, Secret reads that failed for other reasons than absence):
 /// back off exponentially, per object.
-pub fn error_policy<S: JobRunService>(obj: Arc<SparkJobRunRef>, error: &Error, ctx: Arc<Context<S>>) -> Action {
+pub fn error_policy<S: JobRunService>(
+    obj: Arc<SparkJobRunRef>,
+    error: &Error,
+    ctx: Arc<Context<S>>,
+) -> Action {
     let key = object_key(&obj);
-    let failures = ctx.schedule(&key).map_or(0, |s| s.failures).saturating_add(1);
+    let failures = ctx
+        .schedule(&key)
+        .map_or(0, |s| s.failures)
+        .saturating_add(1);
     let delay = policy::jittered(
-        ctx.settings.backoff.delay(error.retry_class(), failures, None),
+        ctx.settings
+            .backoff
+            .delay(error.retry_class(), failures, None),
         ctx.settings.backoff.jitter,
         unit_random(),
     );
@@ -567,7 +656,10 @@ pub fn error_policy<S: JobRunService>(obj: Arc<SparkJobRunRef>, error: &Error, c
 
 /// Runs the controller until `shutdown` resolves, one watch per configured namespace (or one for
 /// all namespaces), all sharing the context and so the rate limit.
-pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run<S: JobRunService>(
+    ctx: Arc<Context<S>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let mut wc = watcher::Config::default();
     if let Some(sel) = &ctx.settings.scope.label_selector {
         wc = wc.labels(sel);
@@ -625,7 +717,12 @@ mod tests {
             job_run_id: "jr-1",
             region_id: None,
         };
-        next_status(None, PollOutcome::Run(&run), ctx, &Time(jiff::Timestamp::UNIX_EPOCH))
+        next_status(
+            None,
+            PollOutcome::Run(&run),
+            ctx,
+            &Time(jiff::Timestamp::UNIX_EPOCH),
+        )
     }
 
     #[test]
@@ -635,7 +732,10 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].reason, "Running");
         assert!(!first[0].warning);
-        assert!(plan_events("jr-1", Some(&running), &running).is_empty(), "no change, no event");
+        assert!(
+            plan_events("jr-1", Some(&running), &running).is_empty(),
+            "no change, no event"
+        );
         let failed = status_for("Failed");
         let ev = plan_events("jr-1", Some(&running), &failed);
         assert_eq!(ev.len(), 1);
@@ -644,7 +744,10 @@ mod tests {
         let cf = plan_events("jr-1", Some(&running), &status_for("CancelFailed"));
         assert!(cf[0].warning && cf[0].reason == "CancelFailed");
         let unknown = plan_events("jr-1", Some(&running), &status_for("Hibernating"));
-        assert_eq!((unknown[0].warning, unknown[0].reason.as_str()), (true, "UnknownState"));
+        assert_eq!(
+            (unknown[0].warning, unknown[0].reason.as_str()),
+            (true, "UnknownState")
+        );
     }
 
     #[test]
@@ -657,16 +760,30 @@ mod tests {
         };
         let t = Time(jiff::Timestamp::UNIX_EPOCH);
         let fail = |old: &SparkJobRunRefStatus, reason: &str| {
-            next_status(Some(old), PollOutcome::Failed { reason, message: "m" }, ctx, &t)
+            next_status(
+                Some(old),
+                PollOutcome::Failed {
+                    reason,
+                    message: "m",
+                },
+                ctx,
+                &t,
+            )
         };
         let throttled = fail(&running, "Throttled");
         let ev = plan_events("jr-1", Some(&running), &throttled);
         assert_eq!(ev.len(), 1);
         assert_eq!((ev[0].warning, ev[0].reason.as_str()), (true, "Throttled"));
         let again = fail(&throttled, "Throttled");
-        assert!(plan_events("jr-1", Some(&throttled), &again).is_empty(), "same problem: quiet");
+        assert!(
+            plan_events("jr-1", Some(&throttled), &again).is_empty(),
+            "same problem: quiet"
+        );
         let other = fail(&throttled, "Unauthorized");
-        assert_eq!(plan_events("jr-1", Some(&throttled), &other)[0].reason, "Unauthorized");
+        assert_eq!(
+            plan_events("jr-1", Some(&throttled), &other)[0].reason,
+            "Unauthorized"
+        );
         let run = JobRun {
             state: Some("Running".into()),
             ..JobRun::default()
@@ -691,7 +808,9 @@ mod tests {
             ..Default::default()
         };
         let settings = Settings::default();
-        let err = resolve_request(&object(spec.clone()), &settings).map(|_| ()).expect_err("no region");
+        let err = resolve_request(&object(spec.clone()), &settings)
+            .map(|_| ())
+            .expect_err("no region");
         assert_eq!(err.reason(), "RegionMissing");
         assert!(err.to_string().contains("--default-region"), "{err}");
         let with_default = Settings {
@@ -699,20 +818,38 @@ mod tests {
             ..Settings::default()
         };
         let req = resolve_request(&object(spec.clone()), &with_default).expect("resolves");
-        assert_eq!(req.endpoint.host, "emr-serverless-spark.cn-shanghai.aliyuncs.com");
+        assert_eq!(
+            req.endpoint.host,
+            "emr-serverless-spark.cn-shanghai.aliyuncs.com"
+        );
         assert_eq!(req.region_id, "cn-shanghai");
         let bad = SparkJobRunRefSpec {
             endpoint: Some("https://attacker.example".into()),
             region_id: Some("cn-hangzhou".into()),
             ..spec
         };
-        let err = resolve_request(&object(bad), &settings).map(|_| ()).expect_err("not allowed");
+        let err = resolve_request(&object(bad), &settings)
+            .map(|_| ())
+            .expect_err("not allowed");
         assert_eq!(err.reason(), "EndpointNotAllowed");
     }
 
     #[test]
     fn rate_limit_quota_handles_odd_values() {
-        for rate in [RateLimit { per_second: 0.0, burst: 0 }, RateLimit { per_second: f64::NAN, burst: 1 }, RateLimit { per_second: 1e9, burst: 5 }] {
+        for rate in [
+            RateLimit {
+                per_second: 0.0,
+                burst: 0,
+            },
+            RateLimit {
+                per_second: f64::NAN,
+                burst: 1,
+            },
+            RateLimit {
+                per_second: 1e9,
+                burst: 5,
+            },
+        ] {
             let limiter = rate.limiter();
             assert!(limiter.check().is_ok(), "{rate:?}");
         }

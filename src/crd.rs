@@ -2,8 +2,8 @@
 //! descriptions, and the validation here is enforced by the API server itself, so a bad spec is
 //! refused at `kubectl apply` time with a message naming the field.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -23,15 +23,45 @@ use serde::{Deserialize, Serialize};
     derive = "PartialEq",
     derive = "Default",
     doc = "SparkJobRunRef mirrors an Alibaba Cloud EMR Serverless Spark job run into Kubernetes.",
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state", description = "Job run state as reported by the service"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.stateChangeReason.code", description = "Code of the last state change reason"),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Job run state as reported by the service"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.stateChangeReason.code",
+        description = "Code of the last state change reason"
+    ),
     printcolumn(name = "JobRun", type_ = "string", json_path = ".spec.jobRunId"),
     printcolumn(name = "Submitted", type_ = "date", json_path = ".status.submitTime"),
     printcolumn(name = "Ended", type_ = "date", json_path = ".status.endTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Workspace", type_ = "string", json_path = ".spec.workspaceId", priority = 1),
-    printcolumn(name = "Region", type_ = "string", json_path = ".status.regionId", priority = 1, description = "Region the run is read from (spec.regionId or the operator default)"),
-    printcolumn(name = "WebUI", type_ = "string", json_path = ".status.webUI", priority = 1),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Workspace",
+        type_ = "string",
+        json_path = ".spec.workspaceId",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Region",
+        type_ = "string",
+        json_path = ".status.regionId",
+        priority = 1,
+        description = "Region the run is read from (spec.regionId or the operator default)"
+    ),
+    printcolumn(
+        name = "WebUI",
+        type_ = "string",
+        json_path = ".status.webUI",
+        priority = 1
+    ),
     selectable = ".spec.workspaceId",
     selectable = ".spec.jobRunId"
 )]
@@ -51,7 +81,10 @@ pub struct SparkJobRunRefSpec {
     /// Region of the workspace, e.g. cn-hangzhou. Required unless the operator runs with a
     /// default region. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z]{2,4}(-[a-z0-9]+){1,3}$"), length(min = 4, max = 32))]
+    #[schemars(
+        regex(pattern = r"^[a-z]{2,4}(-[a-z0-9]+){1,3}$"),
+        length(min = 4, max = 32)
+    )]
     pub region_id: Option<String>,
 
     /// Overrides the service endpoint for this run, e.g. the VPC endpoint
@@ -59,7 +92,9 @@ pub struct SparkJobRunRefSpec {
     /// aliyuncs.com are accepted, so the operator's credentials cannot be sent elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        regex(pattern = r"^https://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+aliyuncs\.com(:[0-9]{1,5})?/?$"),
+        regex(
+            pattern = r"^https://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+aliyuncs\.com(:[0-9]{1,5})?/?$"
+        ),
         length(max = 253)
     )]
     pub endpoint: Option<String>,
@@ -297,8 +332,14 @@ mod tests {
         let crd = crd();
         assert_eq!(crd.spec.group, "emrspark.io");
         assert_eq!(crd.spec.names.plural, "sparkjobruns");
-        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["sjr".to_string()][..]));
-        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["spark".to_string()][..]));
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&["sjr".to_string()][..])
+        );
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["spark".to_string()][..])
+        );
         let version = &crd.spec.versions[0];
         let columns: Vec<(String, i32)> = version
             .additional_printer_columns
@@ -309,10 +350,29 @@ mod tests {
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["State", "Reason", "JobRun", "Submitted", "Ended", "Age", "Workspace", "Region", "WebUI"]
+            [
+                "State",
+                "Reason",
+                "JobRun",
+                "Submitted",
+                "Ended",
+                "Age",
+                "Workspace",
+                "Region",
+                "WebUI"
+            ]
         );
-        assert!(columns[6..].iter().all(|(_, p)| *p == 1), "wide-only columns: {columns:?}");
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(
+            columns[6..].iter().all(|(_, p)| *p == 1),
+            "wide-only columns: {columns:?}"
+        );
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
     }
 
     #[test]

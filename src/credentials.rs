@@ -22,17 +22,36 @@ pub enum CredentialsError {
     )]
     NoneConfigured,
     #[error("{present} is set but {missing} is not")]
-    IncompleteEnvironment { present: &'static str, missing: &'static str },
-    #[error("Secret {namespace}/{name} has no key {key:?} (expected keys: accessKeyId, accessKeySecret, optional securityToken)")]
-    SecretKeyMissing { namespace: String, name: String, key: &'static str },
+    IncompleteEnvironment {
+        present: &'static str,
+        missing: &'static str,
+    },
+    #[error(
+        "Secret {namespace}/{name} has no key {key:?} (expected keys: accessKeyId, accessKeySecret, optional securityToken)"
+    )]
+    SecretKeyMissing {
+        namespace: String,
+        name: String,
+        key: &'static str,
+    },
     #[error("Secret {namespace}/{name} key {key:?} is not valid UTF-8 text")]
-    SecretKeyNotText { namespace: String, name: String, key: &'static str },
+    SecretKeyNotText {
+        namespace: String,
+        name: String,
+        key: &'static str,
+    },
 }
 
 /// Reads the environment credentials through `lookup` (std::env::var in production).
 /// `Ok(None)` when neither variable is set.
-pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Credentials>, CredentialsError> {
-    let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+pub fn from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Credentials>, CredentialsError> {
+    let get = |k: &str| {
+        lookup(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     match (get(ENV_ACCESS_KEY_ID), get(ENV_ACCESS_KEY_SECRET)) {
         (None, None) => Ok(None),
         (Some(_), None) => Err(CredentialsError::IncompleteEnvironment {
@@ -89,16 +108,22 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn environment() {
         assert_eq!(from_env(env(&[])), Ok(None));
-        let c = from_env(env(&[(ENV_ACCESS_KEY_ID, "AK"), (ENV_ACCESS_KEY_SECRET, "SK")]))
-            .expect("ok")
-            .expect("some");
+        let c = from_env(env(&[
+            (ENV_ACCESS_KEY_ID, "AK"),
+            (ENV_ACCESS_KEY_SECRET, "SK"),
+        ]))
+        .expect("ok")
+        .expect("some");
         assert_eq!(c.access_key_id, "AK");
         assert_eq!(c.security_token, None);
         let sts = from_env(env(&[
@@ -111,7 +136,13 @@ mod tests {
         assert_eq!(sts.security_token.as_ref().map(Secret::expose), Some("TOK"));
         let err = from_env(env(&[(ENV_ACCESS_KEY_ID, "AK")])).expect_err("incomplete");
         assert!(err.to_string().contains(ENV_ACCESS_KEY_SECRET), "{err}");
-        assert_eq!(from_env(env(&[(ENV_ACCESS_KEY_ID, " "), (ENV_ACCESS_KEY_SECRET, "")])), Ok(None));
+        assert_eq!(
+            from_env(env(&[
+                (ENV_ACCESS_KEY_ID, " "),
+                (ENV_ACCESS_KEY_SECRET, "")
+            ])),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -119,13 +150,26 @@ mod tests {
         let mut data = BTreeMap::new();
         data.insert("accessKeyId".to_string(), b"AK".to_vec());
         let err = from_secret_data("ns", "emr-ak", &data).expect_err("secret key missing");
-        assert_eq!(err.to_string().contains("ns/emr-ak has no key \"accessKeySecret\""), true, "{err}");
-        data.insert("accessKeySecret".to_string(), b"super-secret-value".to_vec());
+        assert!(
+            err.to_string()
+                .contains("ns/emr-ak has no key \"accessKeySecret\""),
+            "{err}"
+        );
+        data.insert(
+            "accessKeySecret".to_string(),
+            b"super-secret-value".to_vec(),
+        );
         let creds = from_secret_data("ns", "emr-ak", &data).expect("complete");
         assert_eq!(creds.access_key_secret.expose(), "super-secret-value");
         assert!(!format!("{creds:?}").contains("super-secret-value"));
         data.insert("securityToken".to_string(), vec![0xff, 0xfe]);
         let err = from_secret_data("ns", "emr-ak", &data).expect_err("binary token");
-        assert!(matches!(err, CredentialsError::SecretKeyNotText { key: "securityToken", .. }));
+        assert!(matches!(
+            err,
+            CredentialsError::SecretKeyNotText {
+                key: "securityToken",
+                ..
+            }
+        ));
     }
 }

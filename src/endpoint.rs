@@ -22,7 +22,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn base_url(&self) -> String {
-        format!("{}://{}", if self.https { "https" } else { "http" }, self.host)
+        format!(
+            "{}://{}",
+            if self.https { "https" } else { "http" },
+            self.host
+        )
     }
 }
 
@@ -57,14 +61,15 @@ pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
         (true, text)
     };
     let host = rest.strip_suffix('/').unwrap_or(rest);
-    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    let valid_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
     if host.is_empty() || !host.chars().all(valid_char) {
         return Err(malformed());
     }
-    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
-        if port.parse::<u16>().is_err() {
-            return Err(malformed());
-        }
+    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']'))
+        && port.parse::<u16>().is_err()
+    {
+        return Err(malformed());
     }
     Ok(Endpoint {
         https,
@@ -76,7 +81,9 @@ pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
 pub fn for_region(region: &str, network: Network) -> Result<Endpoint, EndpointError> {
     let ok = !region.is_empty()
         && region.len() <= 32
-        && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
         return Err(EndpointError::BadRegion(region.to_owned()));
     }
@@ -122,11 +129,16 @@ impl AllowList {
         if !ep.https {
             return Err(EndpointError::NotHttps(text.to_owned()));
         }
-        let host = ep.host.rsplit_once(':').map_or(ep.host.as_str(), |(h, _)| h);
-        let allowed = self
-            .suffixes
-            .iter()
-            .any(|s| host == s || host.strip_suffix(s.as_str()).is_some_and(|p| p.ends_with('.')));
+        let host = ep
+            .host
+            .rsplit_once(':')
+            .map_or(ep.host.as_str(), |(h, _)| h);
+        let allowed = self.suffixes.iter().any(|s| {
+            host == s
+                || host
+                    .strip_suffix(s.as_str())
+                    .is_some_and(|p| p.ends_with('.'))
+        });
         if allowed {
             Ok(ep)
         } else {
@@ -174,10 +186,35 @@ mod tests {
 
     #[test]
     fn parsing() {
-        assert_eq!(parse("http://127.0.0.1:8080"), Ok(Endpoint { https: false, host: "127.0.0.1:8080".into() }));
-        assert_eq!(parse("emr.example.com"), Ok(Endpoint { https: true, host: "emr.example.com".into() }));
-        assert_eq!(parse("https://Host.COM/"), Ok(Endpoint { https: true, host: "host.com".into() }));
-        for bad in ["ftp://x", "https://", "https://a b", "https://h/path", "https://h:99999", "https://u@h"] {
+        assert_eq!(
+            parse("http://127.0.0.1:8080"),
+            Ok(Endpoint {
+                https: false,
+                host: "127.0.0.1:8080".into()
+            })
+        );
+        assert_eq!(
+            parse("emr.example.com"),
+            Ok(Endpoint {
+                https: true,
+                host: "emr.example.com".into()
+            })
+        );
+        assert_eq!(
+            parse("https://Host.COM/"),
+            Ok(Endpoint {
+                https: true,
+                host: "host.com".into()
+            })
+        );
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "https://h/path",
+            "https://h:99999",
+            "https://u@h",
+        ] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -185,30 +222,70 @@ mod tests {
     #[test]
     fn allow_list() {
         let allow = AllowList::default();
-        assert!(allow.check("https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com").is_ok());
-        assert!(allow.check("https://emr-serverless-spark.cn-hangzhou.aliyuncs.com:443/").is_ok());
+        assert!(
+            allow
+                .check("https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com")
+                .is_ok()
+        );
+        assert!(
+            allow
+                .check("https://emr-serverless-spark.cn-hangzhou.aliyuncs.com:443/")
+                .is_ok()
+        );
         assert!(matches!(
             allow.check("http://emr-serverless-spark.cn-hangzhou.aliyuncs.com"),
             Err(EndpointError::NotHttps(_))
         ));
-        for bad in ["https://evilaliyuncs.com", "https://aliyuncs.com.evil.io", "https://127.0.0.1:8443"] {
-            assert!(matches!(allow.check(bad), Err(EndpointError::NotAllowed { .. })), "{bad}");
+        for bad in [
+            "https://evilaliyuncs.com",
+            "https://aliyuncs.com.evil.io",
+            "https://127.0.0.1:8443",
+        ] {
+            assert!(
+                matches!(allow.check(bad), Err(EndpointError::NotAllowed { .. })),
+                "{bad}"
+            );
         }
         let custom = AllowList::new(vec![".corp.example".to_string()]);
         assert!(custom.check("https://emr.corp.example").is_ok());
-        assert!(custom.check("https://emr.cn-hangzhou.aliyuncs.com").is_err());
+        assert!(
+            custom
+                .check("https://emr.cn-hangzhou.aliyuncs.com")
+                .is_err()
+        );
     }
 
     #[test]
     fn resolution_order() {
         let allow = AllowList::default();
         let op = parse("http://127.0.0.1:9000").expect("parses");
-        assert_eq!(resolve(None, Some(&op), "cn-hangzhou", Network::Public, &allow), Ok(op.clone()));
+        assert_eq!(
+            resolve(None, Some(&op), "cn-hangzhou", Network::Public, &allow),
+            Ok(op.clone())
+        );
         assert_eq!(
             resolve(None, None, "cn-hangzhou", Network::Vpc, &allow).map(|e| e.host),
             Ok("emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com".into())
         );
-        assert!(resolve(Some("https://x.aliyuncs.com"), Some(&op), "cn-hangzhou", Network::Public, &allow).is_ok());
-        assert!(resolve(Some("http://127.0.0.1:1"), Some(&op), "cn-hangzhou", Network::Public, &allow).is_err());
+        assert!(
+            resolve(
+                Some("https://x.aliyuncs.com"),
+                Some(&op),
+                "cn-hangzhou",
+                Network::Public,
+                &allow
+            )
+            .is_ok()
+        );
+        assert!(
+            resolve(
+                Some("http://127.0.0.1:1"),
+                Some(&op),
+                "cn-hangzhou",
+                Network::Public,
+                &allow
+            )
+            .is_err()
+        );
     }
 }

@@ -16,7 +16,11 @@ pub enum Error {
         source: ApiError,
     },
     #[error("Secret {namespace}/{name} referenced by {object} was not found")]
-    SecretNotFound { object: String, namespace: String, name: String },
+    SecretNotFound {
+        object: String,
+        namespace: String,
+        name: String,
+    },
     #[error("reading Secret {namespace}/{name} for {object}: {source}")]
     SecretRead {
         object: String,
@@ -31,7 +35,9 @@ pub enum Error {
         #[source]
         source: CredentialsError,
     },
-    #[error("{object} has no spec.regionId and the operator has no default region (--default-region)")]
+    #[error(
+        "{object} has no spec.regionId and the operator has no default region (--default-region)"
+    )]
     MissingRegion { object: String },
     #[error("endpoint for {object}: {source}")]
     Endpoint {
@@ -59,9 +65,8 @@ impl Error {
             Self::SecretNotFound { .. } => "SecretNotFound",
             Self::SecretRead { .. } => "SecretUnreadable",
             Self::Credentials { source, .. } => match source {
-                CredentialsError::SecretKeyMissing { .. } | CredentialsError::SecretKeyNotText { .. } => {
-                    "SecretKeyMissing"
-                }
+                CredentialsError::SecretKeyMissing { .. }
+                | CredentialsError::SecretKeyNotText { .. } => "SecretKeyMissing",
                 _ => "CredentialsMissing",
             },
             Self::MissingRegion { .. } => "RegionMissing",

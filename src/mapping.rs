@@ -4,7 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::conditions::{self, Knowledge, Sync, SYNCED};
+use crate::conditions::{self, Knowledge, SYNCED, Sync};
 use crate::crd::{
     ConfigurationItem, ConfigurationOverrides, DriverLogs, JobDriver, RunTag, SparkJobRunRefStatus,
     SparkSubmit, StateChangeReason,
@@ -145,7 +145,9 @@ pub fn next_status(
             ]
             .into_iter()
             .find(|t| *t == c.type_)?;
-            let status = ["True", "False", "Unknown"].into_iter().find(|s| *s == c.status)?;
+            let status = ["True", "False", "Unknown"]
+                .into_iter()
+                .find(|s| *s == c.status)?;
             Some(conditions::Desired {
                 type_,
                 status,
@@ -166,7 +168,10 @@ pub fn next_status(
                 reason_code: reason.and_then(|r| r.code.as_deref()),
                 reason_message: reason.and_then(|r| r.message.as_deref()),
             };
-            (conditions::outcome(&knowledge, ctx.job_run_id), Some(Sync::Ok))
+            (
+                conditions::outcome(&knowledge, ctx.job_run_id),
+                Some(Sync::Ok),
+            )
         }
         PollOutcome::NotFound { message } => (
             conditions::outcome(&Knowledge::NotFound { message }, ctx.job_run_id),
@@ -205,7 +210,10 @@ pub fn next_status(
         },
     });
 
-    status.terminal = status.state.as_deref().map(|s| StateClass::of(s).is_terminal());
+    status.terminal = status
+        .state
+        .as_deref()
+        .map(|s| StateClass::of(s).is_terminal());
     if let Some(region) = ctx.region_id {
         status.region_id = Some(region.to_owned());
     }
@@ -240,8 +248,14 @@ mod tests {
 
     #[test]
     fn epoch_conversion() {
-        assert_eq!(epoch_ms_to_rfc3339(1684119314000).as_deref(), Some("2023-05-15T02:55:14Z"));
-        assert_eq!(epoch_ms_to_rfc3339(1684119314123).as_deref(), Some("2023-05-15T02:55:14.123Z"));
+        assert_eq!(
+            epoch_ms_to_rfc3339(1684119314000).as_deref(),
+            Some("2023-05-15T02:55:14Z")
+        );
+        assert_eq!(
+            epoch_ms_to_rfc3339(1684119314123).as_deref(),
+            Some("2023-05-15T02:55:14.123Z")
+        );
         assert_eq!(epoch_ms_to_rfc3339(0), None);
         assert_eq!(epoch_ms_to_rfc3339(i64::MAX), None);
     }
@@ -293,8 +307,14 @@ mod tests {
             obj.remove("conditions");
         }
         assert_eq!(got_without_conditions, want);
-        assert_eq!(find(&status.conditions, "Synced").map(|c| c.status.as_str()), Some("True"));
-        assert_eq!(find(&status.conditions, "Reconciling").map(|c| c.reason.as_str()), Some("Running"));
+        assert_eq!(
+            find(&status.conditions, "Synced").map(|c| c.status.as_str()),
+            Some("True")
+        );
+        assert_eq!(
+            find(&status.conditions, "Reconciling").map(|c| c.reason.as_str()),
+            Some("Running")
+        );
     }
 
     #[test]
@@ -325,10 +345,20 @@ mod tests {
             s.conditions.retain(|c| c.type_ != "Synced");
             s
         };
-        assert_eq!(strip(&good), strip(&after), "fields and outcome conditions untouched");
+        assert_eq!(
+            strip(&good),
+            strip(&after),
+            "fields and outcome conditions untouched"
+        );
         let synced = find(&after.conditions, "Synced").expect("synced");
-        assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("False", "Throttled"));
-        assert_eq!(find(&after.conditions, "Succeeded").map(|c| c.status.as_str()), Some("True"));
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", "Throttled")
+        );
+        assert_eq!(
+            find(&after.conditions, "Succeeded").map(|c| c.status.as_str()),
+            Some("True")
+        );
     }
 
     #[test]
@@ -343,26 +373,48 @@ mod tests {
             &now(),
         );
         assert_eq!(s.state, None);
-        assert_eq!(find(&s.conditions, "Ready").map(|c| c.reason.as_str()), Some("Initializing"));
-        assert_eq!(find(&s.conditions, "Synced").map(|c| c.reason.as_str()), Some("SecretNotFound"));
+        assert_eq!(
+            find(&s.conditions, "Ready").map(|c| c.reason.as_str()),
+            Some("Initializing")
+        );
+        assert_eq!(
+            find(&s.conditions, "Synced").map(|c| c.reason.as_str()),
+            Some("SecretNotFound")
+        );
     }
 
     #[test]
     fn not_found_keeps_fields_and_stalls() {
         let good = next_status(None, PollOutcome::Run(&seed_run()), ctx(), &now());
-        let nf = next_status(Some(&good), PollOutcome::NotFound { message: "no such run" }, ctx(), &now());
+        let nf = next_status(
+            Some(&good),
+            PollOutcome::NotFound {
+                message: "no such run",
+            },
+            ctx(),
+            &now(),
+        );
         assert_eq!(nf.state.as_deref(), Some("Running"));
         let stalled = find(&nf.conditions, "Stalled").expect("stalled");
-        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "JobRunNotFound"));
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "JobRunNotFound")
+        );
         assert!(find(&nf.conditions, "Reconciling").is_none());
         // An API error afterwards keeps the not-found verdict.
         let err = next_status(
             Some(&nf),
-            PollOutcome::Failed { reason: "EndpointUnreachable", message: "timeout" },
+            PollOutcome::Failed {
+                reason: "EndpointUnreachable",
+                message: "timeout",
+            },
             ctx(),
             &now(),
         );
-        assert_eq!(find(&err.conditions, "Stalled").map(|c| c.reason.as_str()), Some("JobRunNotFound"));
+        assert_eq!(
+            find(&err.conditions, "Stalled").map(|c| c.reason.as_str()),
+            Some("JobRunNotFound")
+        );
     }
 
     #[test]
@@ -370,11 +422,22 @@ mod tests {
         let mut run = seed_run();
         run.state = Some("Failed".into());
         let done = next_status(None, PollOutcome::Run(&run), ctx(), &now());
-        let ctx2 = StatusContext { generation: Some(2), ..ctx() };
+        let ctx2 = StatusContext {
+            generation: Some(2),
+            ..ctx()
+        };
         let again = next_status(Some(&done), PollOutcome::Skipped, ctx2, &now());
         assert_eq!(again.observed_generation, Some(2));
-        assert!(again.conditions.iter().all(|c| c.observed_generation == Some(2)));
-        assert_eq!(find(&again.conditions, "Failed").map(|c| c.status.as_str()), Some("True"));
+        assert!(
+            again
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2))
+        );
+        assert_eq!(
+            find(&again.conditions, "Failed").map(|c| c.status.as_str()),
+            Some("True")
+        );
         assert_eq!(again.terminal, Some(true));
     }
 }

@@ -108,14 +108,21 @@ impl PollPolicy {
 
 impl BackoffPolicy {
     /// Delay before the next attempt after `attempt` consecutive failures (1 = first failure).
-    pub fn delay(&self, class: RetryClass, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub fn delay(
+        &self,
+        class: RetryClass,
+        attempt: u32,
+        retry_after: Option<Duration>,
+    ) -> Duration {
         let exp = |base: Duration| {
             let shift = attempt.saturating_sub(1).min(16);
             base.saturating_mul(1u32 << shift).min(self.max)
         };
         match class {
             RetryClass::Transient => exp(self.base),
-            RetryClass::Throttled => retry_after.map_or_else(|| exp(self.base * 2), |r| r.min(self.max)),
+            RetryClass::Throttled => {
+                retry_after.map_or_else(|| exp(self.base * 2), |r| r.min(self.max))
+            }
             RetryClass::Missing => exp(self.base * 3).min(self.permanent),
             RetryClass::Permanent => self.permanent,
         }
@@ -127,7 +134,11 @@ pub fn jittered(d: Duration, fraction: f64, unit: f64) -> Duration {
     let fraction = fraction.clamp(0.0, 1.0);
     let factor = 1.0 + fraction * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
     let out = d.mul_f64(factor.max(0.0));
-    if out.is_zero() && !d.is_zero() { Duration::from_millis(1) } else { out }
+    if out.is_zero() && !d.is_zero() {
+        Duration::from_millis(1)
+    } else {
+        out
+    }
 }
 
 /// Parses Go-style durations as used in `spec.pollInterval` and flags: `90s`, `1m30s`, `500ms`.
@@ -188,7 +199,11 @@ mod tests {
             (StateClass::Queued, None, Some(S(45)), Some(S(45))),
         ];
         for (class, running, over, want) in table {
-            assert_eq!(p.interval(class, running, over), want, "{class:?} {running:?} {over:?}");
+            assert_eq!(
+                p.interval(class, running, over),
+                want,
+                "{class:?} {running:?} {over:?}"
+            );
         }
     }
 
@@ -199,8 +214,15 @@ mod tests {
         assert_eq!(b.delay(RetryClass::Transient, 2, None), S(10));
         assert_eq!(b.delay(RetryClass::Transient, 4, None), S(40));
         assert_eq!(b.delay(RetryClass::Transient, 40, None), S(300), "capped");
-        assert_eq!(b.delay(RetryClass::Throttled, 1, Some(Duration::from_millis(1500))), Duration::from_millis(1500));
-        assert_eq!(b.delay(RetryClass::Throttled, 1, Some(S(9999))), S(300), "retry-after capped");
+        assert_eq!(
+            b.delay(RetryClass::Throttled, 1, Some(Duration::from_millis(1500))),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            b.delay(RetryClass::Throttled, 1, Some(S(9999))),
+            S(300),
+            "retry-after capped"
+        );
         assert_eq!(b.delay(RetryClass::Throttled, 1, None), S(10));
         assert_eq!(b.delay(RetryClass::Permanent, 1, None), S(600));
         assert_eq!(b.delay(RetryClass::Missing, 1, None), S(15));

@@ -150,10 +150,7 @@ pub fn canonical_request(input: &CanonicalInput<'_>) -> String {
 }
 
 pub fn string_to_sign(canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{}",
-        hex_sha256(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM}\n{}", hex_sha256(canonical_request.as_bytes()))
 }
 
 pub fn signature(secret: &Secret, string_to_sign: &str) -> String {
@@ -164,7 +161,11 @@ pub fn signature(secret: &Secret, string_to_sign: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-pub fn authorization_header(access_key_id: &str, signed_headers: &[String], signature: &str) -> String {
+pub fn authorization_header(
+    access_key_id: &str,
+    signed_headers: &[String],
+    signature: &str,
+) -> String {
     let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
     names.sort_unstable();
     format!(
@@ -314,7 +315,10 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).into(), (*b).into()))
+            .collect()
     }
 
     /// The known answer published on the official signature V3 documentation page.
@@ -331,7 +335,10 @@ mod tests {
         let signed = default_signed_headers(&headers);
         let query = canonical_query(&[
             ("RegionId", "cn-shanghai"),
-            ("ImageId", "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd"),
+            (
+                "ImageId",
+                "win2019_1809_x64_dtc_zh-cn_40G_alibase_20230811.vhd",
+            ),
         ]);
         let canonical = canonical_request(&CanonicalInput {
             method: "POST",
@@ -345,8 +352,14 @@ mod tests {
             hex_sha256(canonical.as_bytes()),
             "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
         );
-        let sig = signature(&Secret::new("YourAccessKeySecret"), &string_to_sign(&canonical));
-        assert_eq!(sig, "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0");
+        let sig = signature(
+            &Secret::new("YourAccessKeySecret"),
+            &string_to_sign(&canonical),
+        );
+        assert_eq!(
+            sig,
+            "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
+        );
     }
 
     #[test]
@@ -363,7 +376,11 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(percent_encode(input), want, "encoding {input:?}");
-            assert_eq!(percent_decode(want).as_deref(), Some(input), "decoding {want:?}");
+            assert_eq!(
+                percent_decode(want).as_deref(),
+                Some(input),
+                "decoding {want:?}"
+            );
         }
         assert_eq!(percent_decode("%G1"), None);
         assert_eq!(percent_decode("%C3"), None, "truncated UTF-8");
@@ -373,8 +390,14 @@ mod tests {
     #[test]
     fn canonical_query_sorts_and_encodes() {
         assert_eq!(canonical_query::<&str, &str>(&[]), "");
-        assert_eq!(canonical_query(&[("b", "2"), ("a", "x y"), ("c", "")]), "a=x%20y&b=2&c=");
-        assert_eq!(canonicalize_raw_query("b=2&a=x+y&c").as_deref(), Some("a=x%20y&b=2&c="));
+        assert_eq!(
+            canonical_query(&[("b", "2"), ("a", "x y"), ("c", "")]),
+            "a=x%20y&b=2&c="
+        );
+        assert_eq!(
+            canonicalize_raw_query("b=2&a=x+y&c").as_deref(),
+            Some("a=x%20y&b=2&c=")
+        );
         assert_eq!(canonicalize_raw_query("a=%ZZ"), None);
     }
 
@@ -387,18 +410,27 @@ mod tests {
             ("content-type", "application/json"),
             ("accept", "application/json"),
         ]);
-        assert_eq!(default_signed_headers(&headers), vec!["content-type", "host", "x-acs-date"]);
+        assert_eq!(
+            default_signed_headers(&headers),
+            vec!["content-type", "host", "x-acs-date"]
+        );
     }
 
     #[test]
     fn authorization_round_trips_through_the_parser() {
         let header = authorization_header("AKID", &["x-acs-date".into(), "host".into()], "abc");
-        assert_eq!(header, "ACS3-HMAC-SHA256 Credential=AKID,SignedHeaders=host;x-acs-date,Signature=abc");
+        assert_eq!(
+            header,
+            "ACS3-HMAC-SHA256 Credential=AKID,SignedHeaders=host;x-acs-date,Signature=abc"
+        );
         let parsed = parse_authorization(&header).expect("parses");
         assert_eq!(parsed.access_key_id, "AKID");
         assert_eq!(parsed.signed_headers, vec!["host", "x-acs-date"]);
         assert_eq!(parsed.signature, "abc");
-        assert_eq!(parse_authorization("HMAC x"), Err(AuthorizationParseError::WrongAlgorithm));
+        assert_eq!(
+            parse_authorization("HMAC x"),
+            Err(AuthorizationParseError::WrongAlgorithm)
+        );
         assert_eq!(
             parse_authorization("ACS3-HMAC-SHA256 Credential=a,Signature=b"),
             Err(AuthorizationParseError::Missing("SignedHeaders"))
@@ -421,11 +453,24 @@ mod tests {
         };
         let signed = sign_request(&req, &creds, "2024-01-01T00:00:00Z", "nonce");
         assert_eq!(signed.query, "regionId=cn-hangzhou");
-        let get = |n: &str| signed.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let get = |n: &str| {
+            signed
+                .headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(get("x-acs-security-token").as_deref(), Some("tok"));
-        assert_eq!(get("x-acs-content-sha256").as_deref(), Some(EMPTY_PAYLOAD_SHA256));
-        let auth = parse_authorization(&get("authorization").expect("auth header")).expect("parses");
-        assert!(auth.signed_headers.contains(&"x-acs-security-token".to_string()));
+        assert_eq!(
+            get("x-acs-content-sha256").as_deref(),
+            Some(EMPTY_PAYLOAD_SHA256)
+        );
+        let auth =
+            parse_authorization(&get("authorization").expect("auth header")).expect("parses");
+        assert!(
+            auth.signed_headers
+                .contains(&"x-acs-security-token".to_string())
+        );
         // Recompute as a verifier would.
         let canonical = canonical_request(&CanonicalInput {
             method: "GET",
@@ -435,8 +480,14 @@ mod tests {
             signed_headers: &auth.signed_headers,
             hashed_payload: EMPTY_PAYLOAD_SHA256,
         });
-        assert_eq!(signature(&Secret::new("secret"), &string_to_sign(&canonical)), auth.signature);
-        assert_ne!(signature(&Secret::new("other"), &string_to_sign(&canonical)), auth.signature);
+        assert_eq!(
+            signature(&Secret::new("secret"), &string_to_sign(&canonical)),
+            auth.signature
+        );
+        assert_ne!(
+            signature(&Secret::new("other"), &string_to_sign(&canonical)),
+            auth.signature
+        );
         let shown = format!("{signed:?}");
         assert!(!shown.contains("tok\""), "{shown}");
     }
@@ -473,8 +524,9 @@ mod tests {
         struct File {
             cases: Vec<KnownAnswer>,
         }
-        let file: File = serde_json::from_str(include_str!("../tests/fixtures/acs3-known-answers.json"))
-            .expect("fixture parses");
+        let file: File =
+            serde_json::from_str(include_str!("../tests/fixtures/acs3-known-answers.json"))
+                .expect("fixture parses");
         file.cases
     }
 
@@ -496,7 +548,12 @@ mod tests {
                 hashed_payload: &hex_sha256(case.body.as_bytes()),
             });
             assert_eq!(canonical, case.canonical_request, "{}", case.name);
-            assert_eq!(hex_sha256(canonical.as_bytes()), case.hashed_canonical_request, "{}", case.name);
+            assert_eq!(
+                hex_sha256(canonical.as_bytes()),
+                case.hashed_canonical_request,
+                "{}",
+                case.name
+            );
             let secret = Secret::new(case.access_key_secret.clone());
             let sig = signature(&secret, &string_to_sign(&canonical));
             assert_eq!(sig, case.signature, "{}", case.name);
@@ -507,14 +564,25 @@ mod tests {
                 case.name
             );
             if let Some(token) = &case.security_token {
-                assert_eq!(case.headers.get("x-acs-security-token"), Some(token), "{}", case.name);
+                assert_eq!(
+                    case.headers.get("x-acs-security-token"),
+                    Some(token),
+                    "{}",
+                    case.name
+                );
             }
             // Our path encoding produces the SDK's path for GetJobRun.
-            if let (Some(w), Some(j)) = (case.path_params.get("workspaceId"), case.path_params.get("jobRunId")) {
-                if case.method == "GET" {
-                    let ours = format!("/api/v1/workspaces/{}/jobRuns/{}", percent_encode(w), percent_encode(j));
-                    assert_eq!(ours, case.path, "{}", case.name);
-                }
+            if let (Some(w), Some(j)) = (
+                case.path_params.get("workspaceId"),
+                case.path_params.get("jobRunId"),
+            ) && case.method == "GET"
+            {
+                let ours = format!(
+                    "/api/v1/workspaces/{}/jobRuns/{}",
+                    percent_encode(w),
+                    percent_encode(j)
+                );
+                assert_eq!(ours, case.path, "{}", case.name);
             }
         }
     }
@@ -524,8 +592,13 @@ mod tests {
     /// SDK's set), which is why the signature itself is compared through a verifier-style check.
     #[test]
     fn our_requests_for_sdk_inputs_verify() {
-        for case in known_answers().into_iter().filter(|c| c.name.starts_with("get-job-run")) {
-            let Some(region) = case.query.strip_prefix("regionId=") else { continue };
+        for case in known_answers()
+            .into_iter()
+            .filter(|c| c.name.starts_with("get-job-run"))
+        {
+            let Some(region) = case.query.strip_prefix("regionId=") else {
+                continue;
+            };
             let creds = Credentials {
                 access_key_id: case.access_key_id.clone(),
                 access_key_secret: Secret::new(case.access_key_secret.clone()),
@@ -542,13 +615,28 @@ mod tests {
                 body: b"",
                 content_type: None,
             };
-            let signed = sign_request(&req, &creds, &case.headers["x-acs-date"], &case.headers["x-acs-signature-nonce"]);
+            let signed = sign_request(
+                &req,
+                &creds,
+                &case.headers["x-acs-date"],
+                &case.headers["x-acs-signature-nonce"],
+            );
             assert_eq!(signed.query, case.query, "{}", case.name);
-            for name in ["host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-content-sha256", "x-acs-signature-nonce"] {
-                let ours = signed.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+            for name in [
+                "host",
+                "x-acs-action",
+                "x-acs-version",
+                "x-acs-date",
+                "x-acs-content-sha256",
+                "x-acs-signature-nonce",
+            ] {
+                let ours = signed
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v);
                 assert_eq!(ours, case.headers.get(name), "{} header {name}", case.name);
             }
         }
     }
 }
-

@@ -141,11 +141,19 @@ pub struct ErrorBody {
     pub code: Option<String>,
     #[serde(alias = "message", rename = "Message", deserialize_with = "lenient")]
     pub message: Option<String>,
-    #[serde(alias = "requestId", rename = "RequestId", deserialize_with = "lenient")]
+    #[serde(
+        alias = "requestId",
+        rename = "RequestId",
+        deserialize_with = "lenient"
+    )]
     pub request_id: Option<String>,
     #[serde(alias = "hostId", rename = "HostId", deserialize_with = "lenient")]
     pub host_id: Option<String>,
-    #[serde(alias = "recommend", rename = "Recommend", deserialize_with = "lenient")]
+    #[serde(
+        alias = "recommend",
+        rename = "Recommend",
+        deserialize_with = "lenient"
+    )]
     pub recommend: Option<String>,
     #[serde(
         alias = "accessDeniedDetail",
@@ -208,13 +216,19 @@ mod tests {
     #[test]
     fn decodes_the_reference_example() {
         let resp: GetJobRunResponse = serde_json::from_str(SEED_EXAMPLE).expect("seed decodes");
-        assert_eq!(resp.request_id.as_deref(), Some("DD6B1B2A-5837-5237-ABE4-FF0C8944****"));
+        assert_eq!(
+            resp.request_id.as_deref(),
+            Some("DD6B1B2A-5837-5237-ABE4-FF0C8944****")
+        );
         let run = resp.job_run.expect("jobRun present");
         assert_eq!(run.state.as_deref(), Some("Running"));
         assert_eq!(run.submit_time, Some(1684119314000));
         assert_eq!(run.priority.as_deref(), Some("5"));
         let log = run.log.expect("log");
-        assert_eq!(log.driver_std_out.as_deref(), Some("oss://bucket/path/to/stdout"));
+        assert_eq!(
+            log.driver_std_out.as_deref(),
+            Some("oss://bucket/path/to/stdout")
+        );
         let reason = run.state_change_reason.expect("reason");
         assert_eq!(reason.code.as_deref(), Some("ERR-100000"));
     }

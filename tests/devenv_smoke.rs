@@ -32,12 +32,24 @@ async fn control_plane_starts_serves_and_stops() {
 
         let version = admin.apiserver_version().await.map_err(|e| e.to_string())?;
         if version.git_version != EXPECTED_VERSION {
-            return Err(format!("/version says {}, expected {EXPECTED_VERSION}", version.git_version));
+            return Err(format!(
+                "/version says {}, expected {EXPECTED_VERSION}",
+                version.git_version
+            ));
         }
 
-        let ns = plane.create_namespace("smoke").await.map_err(|e| e.to_string())?;
-        let out = plane.kubectl(&["get", "ns", "-o", "name"]).map_err(|e| e.to_string())?;
-        if !out.status.success() || !stdout_of(&out).lines().any(|l| l == format!("namespace/{ns}")) {
+        let ns = plane
+            .create_namespace("smoke")
+            .await
+            .map_err(|e| e.to_string())?;
+        let out = plane
+            .kubectl(&["get", "ns", "-o", "name"])
+            .map_err(|e| e.to_string())?;
+        if !out.status.success()
+            || !stdout_of(&out)
+                .lines()
+                .any(|l| l == format!("namespace/{ns}"))
+        {
             return Err(format!(
                 "kubectl get ns: {}\nstdout: {}\nstderr: {}",
                 out.status,
@@ -45,14 +57,19 @@ async fn control_plane_starts_serves_and_stops() {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let out = plane.kubectl(&["version", "-o", "json"]).map_err(|e| e.to_string())?;
+        let out = plane
+            .kubectl(&["version", "-o", "json"])
+            .map_err(|e| e.to_string())?;
         if !stdout_of(&out).contains(EXPECTED_VERSION) {
             return Err(format!("kubectl version: {}", stdout_of(&out)));
         }
 
         // Server-side apply of multi-document YAML into the test's namespace.
         let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\ndata:\n  k: v\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: two\n";
-        let applied = plane.apply_yaml_in(yaml, &ns).await.map_err(|e| e.to_string())?;
+        let applied = plane
+            .apply_yaml_in(yaml, &ns)
+            .await
+            .map_err(|e| e.to_string())?;
         if applied.len() != 2 {
             return Err(format!("applied {} objects, expected 2", applied.len()));
         }
@@ -90,13 +107,24 @@ metadata:
 spec:
   size: 3
 "#;
-        plane.apply_yaml_in(crd_yaml, &ns).await.map_err(|e| e.to_string())?;
+        plane
+            .apply_yaml_in(crd_yaml, &ns)
+            .await
+            .map_err(|e| e.to_string())?;
         plane
             .wait_crd_established("widgets.smoke.example.com")
             .await
             .map_err(|e| e.to_string())?;
         let out = plane
-            .kubectl(&["get", "widgets", "-n", &ns, "w1", "-o", "jsonpath={.spec.size}"])
+            .kubectl(&[
+                "get",
+                "widgets",
+                "-n",
+                &ns,
+                "w1",
+                "-o",
+                "jsonpath={.spec.size}",
+            ])
             .map_err(|e| e.to_string())?;
         if stdout_of(&out) != "3" {
             return Err(format!("applied Widget: {out:?}"));
@@ -118,11 +146,20 @@ spec:
 
         // The operator user has no rights until a test grants them.
         let operator = plane.operator_client().map_err(|e| e.to_string())?;
-        match Api::<Namespace>::all(operator).list(&ListParams::default()).await {
+        match Api::<Namespace>::all(operator)
+            .list(&ListParams::default())
+            .await
+        {
             Err(kube::Error::Api(status)) if status.code == 403 => {}
-            other => return Err(format!("operator listing namespaces: expected 403, got {other:?}")),
+            other => {
+                return Err(format!(
+                    "operator listing namespaces: expected 403, got {other:?}"
+                ));
+            }
         }
-        let out = plane.kubectl_as_operator(&["get", "ns"]).map_err(|e| e.to_string())?;
+        let out = plane
+            .kubectl_as_operator(&["get", "ns"])
+            .map_err(|e| e.to_string())?;
         if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("forbidden") {
             return Err(format!("kubectl as operator should be forbidden: {out:?}"));
         }
@@ -144,6 +181,10 @@ spec:
             "{name} (pid {pid}) still running after stop"
         );
     }
-    assert!(!work_dir.exists(), "work dir {} not removed", work_dir.display());
+    assert!(
+        !work_dir.exists(),
+        "work dir {} not removed",
+        work_dir.display()
+    );
     assert!(!logs.etcd.exists());
 }

@@ -57,7 +57,7 @@ go_build() {
     tmp=$(mktemp -d "$out/.build.XXXXXX")
     # shellcheck disable=SC2064 # expand $tmp now
     trap "rm -rf '$tmp'" EXIT
-    (cd "$moddir" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+    (cd "$moddir" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
         go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@")
     local pkg
     for pkg in "$@"; do

@@ -61,8 +61,16 @@ async fn up(work_dir: Option<PathBuf>, keep: bool) -> Result<(), Box<dyn std::er
     };
     let logs = plane.log_paths().clone();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "KUBECONFIG={}", plane.kubeconfig_admin_path().display())?;
-    writeln!(out, "KUBECONFIG_OPERATOR={}", plane.kubeconfig_operator_path().display())?;
+    writeln!(
+        out,
+        "KUBECONFIG={}",
+        plane.kubeconfig_admin_path().display()
+    )?;
+    writeln!(
+        out,
+        "KUBECONFIG_OPERATOR={}",
+        plane.kubeconfig_operator_path().display()
+    )?;
     writeln!(out, "SERVER={}", plane.server_url())?;
     writeln!(out, "KUBECTL={}", plane.kubectl_path().display())?;
     writeln!(out, "WORK_DIR={}", plane.work_dir().display())?;

@@ -25,7 +25,8 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<DynamicObject>, DevEnvError> {
     let mut objects = Vec::new();
     for (index, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
         let what = || format!("parsing YAML document #{}", index + 1);
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| DevEnvError::serde(what(), e))?;
+        let value =
+            serde_yaml::Value::deserialize(doc).map_err(|e| DevEnvError::serde(what(), e))?;
         if value.is_null() {
             continue;
         }
@@ -33,10 +34,14 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<DynamicObject>, DevEnvError> {
         match value.get("items") {
             Some(serde_yaml::Value::Sequence(items)) if is_list => {
                 for item in items {
-                    objects.push(serde_yaml::from_value(item.clone()).map_err(|e| DevEnvError::serde(what(), e))?);
+                    objects.push(
+                        serde_yaml::from_value(item.clone())
+                            .map_err(|e| DevEnvError::serde(what(), e))?,
+                    );
                 }
             }
-            _ => objects.push(serde_yaml::from_value(value).map_err(|e| DevEnvError::serde(what(), e))?),
+            _ => objects
+                .push(serde_yaml::from_value(value).map_err(|e| DevEnvError::serde(what(), e))?),
         }
     }
     Ok(objects)
@@ -50,7 +55,10 @@ fn describe(obj: &DynamicObject) -> String {
 
 /// Resolves a kind through discovery, retrying briefly: a kind served by a
 /// just-established CRD shows up in discovery a moment later.
-async fn resolve(client: &Client, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities), DevEnvError> {
+async fn resolve(
+    client: &Client,
+    gvk: &GroupVersionKind,
+) -> Result<(ApiResource, ApiCapabilities), DevEnvError> {
     let started = Instant::now();
     loop {
         match discovery::pinned_kind(client, gvk).await {
@@ -69,20 +77,25 @@ async fn resolve(client: &Client, gvk: &GroupVersionKind) -> Result<(ApiResource
 /// Applies every object in `yaml`. Namespaced objects without a namespace go
 /// to `default_namespace`. After a CRD is applied, waits for it to be
 /// established so later documents may use its kind.
-pub async fn apply_yaml(client: &Client, yaml: &str, default_namespace: &str) -> Result<Vec<DynamicObject>, DevEnvError> {
+pub async fn apply_yaml(
+    client: &Client,
+    yaml: &str,
+    default_namespace: &str,
+) -> Result<Vec<DynamicObject>, DevEnvError> {
     let mut applied = Vec::new();
     for mut obj in parse_documents(yaml)? {
         let what = describe(&obj);
-        let types = obj
-            .types
-            .clone()
-            .ok_or_else(|| DevEnvError::serde(format!("applying {what}"), "apiVersion and kind are required"))?;
-        let gvk = GroupVersionKind::try_from(&types).map_err(|e| DevEnvError::serde(format!("applying {what}"), e))?;
-        let name = obj
-            .metadata
-            .name
-            .clone()
-            .ok_or_else(|| DevEnvError::serde(format!("applying {what}"), "metadata.name is required"))?;
+        let types = obj.types.clone().ok_or_else(|| {
+            DevEnvError::serde(
+                format!("applying {what}"),
+                "apiVersion and kind are required",
+            )
+        })?;
+        let gvk = GroupVersionKind::try_from(&types)
+            .map_err(|e| DevEnvError::serde(format!("applying {what}"), e))?;
+        let name = obj.metadata.name.clone().ok_or_else(|| {
+            DevEnvError::serde(format!("applying {what}"), "metadata.name is required")
+        })?;
         let (resource, caps) = resolve(client, &gvk).await?;
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => {
@@ -109,19 +122,26 @@ pub async fn apply_yaml(client: &Client, yaml: &str, default_namespace: &str) ->
 }
 
 /// Waits until the CRD `name` has condition `Established=True`.
-pub async fn wait_crd_established(client: &Client, name: &str, timeout: Duration) -> Result<(), DevEnvError> {
+pub async fn wait_crd_established(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), DevEnvError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let started = Instant::now();
     loop {
-        let crd = api
-            .get_opt(name)
-            .await
-            .map_err(|e| DevEnvError::kube(format!("reading CustomResourceDefinition {name}"), e))?;
+        let crd = api.get_opt(name).await.map_err(|e| {
+            DevEnvError::kube(format!("reading CustomResourceDefinition {name}"), e)
+        })?;
         let established = crd
             .as_ref()
             .and_then(|c| c.status.as_ref())
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            .is_some_and(|conds| {
+                conds
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
         if established {
             return Ok(());
         }

@@ -94,7 +94,11 @@ pub fn render_token_csv(users: &[StaticUser]) -> Result<String, DevEnvError> {
 }
 
 /// Renders a kubeconfig that trusts `ca_pem` and authenticates with `user`'s token.
-pub fn render_kubeconfig(server: &str, ca_pem: &str, user: &StaticUser) -> Result<String, DevEnvError> {
+pub fn render_kubeconfig(
+    server: &str,
+    ca_pem: &str,
+    user: &StaticUser,
+) -> Result<String, DevEnvError> {
     // k8s-openapi's ByteString serialises as base64, which is exactly what
     // `certificate-authority-data` wants.
     let ca_data = serde_json::to_value(k8s_openapi::ByteString(ca_pem.as_bytes().to_vec()))
@@ -114,11 +118,15 @@ pub fn render_kubeconfig(server: &str, ca_pem: &str, user: &StaticUser) -> Resul
         }],
         "current-context": context,
     });
-    serde_yaml::to_string(&doc).map_err(|e| DevEnvError::serde(format!("rendering the kubeconfig of {}", user.name), e))
+    serde_yaml::to_string(&doc)
+        .map_err(|e| DevEnvError::serde(format!("rendering the kubeconfig of {}", user.name), e))
 }
 
 /// Builds a kube client configuration from a rendered kubeconfig.
-pub(crate) async fn config_from_kubeconfig(yaml: &str, user: &str) -> Result<kube::Config, DevEnvError> {
+pub(crate) async fn config_from_kubeconfig(
+    yaml: &str,
+    user: &str,
+) -> Result<kube::Config, DevEnvError> {
     let to_err = |source| DevEnvError::Kubeconfig {
         user: user.to_owned(),
         source,
@@ -140,7 +148,8 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), DevEnvEr
         .mode(0o600)
         .open(path)
         .map_err(|e| DevEnvError::io("creating", path, e))?;
-    file.write_all(contents).map_err(|e| DevEnvError::io("writing", path, e))
+    file.write_all(contents)
+        .map_err(|e| DevEnvError::io("writing", path, e))
 }
 
 #[cfg(test)]
@@ -160,7 +169,12 @@ mod tests {
     fn token_csv_quotes_group_lists() {
         let csv = render_token_csv(&[
             user("devenv-admin", "u1", &["system:masters"], "t1"),
-            user("sparkjobrun-operator", "u2", &["sparkjobrun:operators", "extra"], "t2"),
+            user(
+                "sparkjobrun-operator",
+                "u2",
+                &["sparkjobrun:operators", "extra"],
+                "t2",
+            ),
             user("nobody", "u3", &[], "t3"),
         ])
         .expect("valid users");
@@ -182,7 +196,10 @@ mod tests {
             user("", "u", &[], "t"),
             user("a", "u", &[], ""),
         ] {
-            assert!(render_token_csv(std::slice::from_ref(&bad)).is_err(), "{bad:?} accepted");
+            assert!(
+                render_token_csv(std::slice::from_ref(&bad)).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 
@@ -203,15 +220,26 @@ mod tests {
         let u = user("sparkjobrun-operator", "u2", &["g"], "secret-token");
         let yaml = render_kubeconfig("https://127.0.0.1:6443", ca, &u).expect("render");
         let doc: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("yaml");
-        assert_eq!(doc["current-context"].as_str(), Some("sparkjobrun-operator@devenv"));
+        assert_eq!(
+            doc["current-context"].as_str(),
+            Some("sparkjobrun-operator@devenv")
+        );
         let cluster = &doc["clusters"][0]["cluster"];
         assert_eq!(cluster["server"].as_str(), Some("https://127.0.0.1:6443"));
-        let data = cluster["certificate-authority-data"].as_str().expect("ca data");
+        let data = cluster["certificate-authority-data"]
+            .as_str()
+            .expect("ca data");
         let decoded: k8s_openapi::ByteString =
             serde_json::from_value(serde_json::Value::String(data.to_owned())).expect("base64");
         assert_eq!(decoded.0, ca.as_bytes());
-        assert_eq!(doc["users"][0]["user"]["token"].as_str(), Some("secret-token"));
-        assert_eq!(doc["contexts"][0]["context"]["user"].as_str(), Some("sparkjobrun-operator"));
+        assert_eq!(
+            doc["users"][0]["user"]["token"].as_str(),
+            Some("secret-token")
+        );
+        assert_eq!(
+            doc["contexts"][0]["context"]["user"].as_str(),
+            Some("sparkjobrun-operator")
+        );
     }
 
     #[tokio::test]

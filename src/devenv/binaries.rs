@@ -41,21 +41,31 @@ impl Binaries {
         let tools_env = tools_env_path();
         // Read lazily: with all three variables set the file is not needed.
         let mut file_entries: Option<Result<HashMap<String, String>, String>> = None;
-        let mut find = |env_var: &'static str, binary: &'static str| -> Result<PathBuf, DevEnvError> {
+        let mut find = |env_var: &'static str,
+                        binary: &'static str|
+         -> Result<PathBuf, DevEnvError> {
             let path = match std::env::var_os(env_var).filter(|v| !v.is_empty()) {
                 Some(value) => PathBuf::from(value),
                 None => {
                     let entries = file_entries.get_or_insert_with(|| {
                         std::fs::read_to_string(&tools_env)
                             .map(|text| parse_tools_env(&text))
-                            .map_err(|e| format!("{env_var} is not set and {} cannot be read ({e})", tools_env.display()))
+                            .map_err(|e| {
+                                format!(
+                                    "{env_var} is not set and {} cannot be read ({e})",
+                                    tools_env.display()
+                                )
+                            })
                     });
-                    let entries = entries.as_ref().map_err(|detail| DevEnvError::BinaryNotFound {
-                        binary,
-                        env_var,
-                        tools_env: tools_env.clone(),
-                        detail: detail.clone(),
-                    })?;
+                    let entries =
+                        entries
+                            .as_ref()
+                            .map_err(|detail| DevEnvError::BinaryNotFound {
+                                binary,
+                                env_var,
+                                tools_env: tools_env.clone(),
+                                detail: detail.clone(),
+                            })?;
                     match entries.get(env_var) {
                         Some(value) => PathBuf::from(value),
                         None => {
@@ -128,6 +138,10 @@ mod tests {
         assert!(check_executable(&missing).is_err());
         let plain = dir.path().join("plain");
         std::fs::write(&plain, b"x").expect("write");
-        assert!(check_executable(&plain).unwrap_err().contains("not executable"));
+        assert!(
+            check_executable(&plain)
+                .unwrap_err()
+                .contains("not executable")
+        );
     }
 }

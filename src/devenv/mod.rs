@@ -28,8 +28,8 @@ use rand::Rng;
 
 pub use apply::{FIELD_MANAGER, parse_documents};
 pub use auth::{
-    ADMIN_USER, MASTERS_GROUP, OPERATOR_GROUP, OPERATOR_USER, StaticUser, random_token, render_kubeconfig,
-    render_token_csv,
+    ADMIN_USER, MASTERS_GROUP, OPERATOR_GROUP, OPERATOR_USER, StaticUser, random_token,
+    render_kubeconfig, render_token_csv,
 };
 pub use binaries::{Binaries, CACHE_ENV, cache_dir, tools_env_path};
 pub use error::{DevEnvError, LogExcerpt};
@@ -174,13 +174,18 @@ fn prepare_work_dir(requested: Option<&Path>) -> Result<(PathBuf, bool), DevEnvE
     match requested {
         Some(dir) => {
             let existed = dir.exists();
-            std::fs::create_dir_all(dir).map_err(|e| DevEnvError::io("creating work directory", dir, e))?;
-            let abs = std::fs::canonicalize(dir).map_err(|e| DevEnvError::io("resolving work directory", dir, e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DevEnvError::io("creating work directory", dir, e))?;
+            let abs = std::fs::canonicalize(dir)
+                .map_err(|e| DevEnvError::io("resolving work directory", dir, e))?;
             Ok((abs, !existed))
         }
         None => {
             let suffix: u32 = rand::rng().random();
-            let dir = std::env::temp_dir().join(format!("sparkjobrun-devenv-{}-{suffix:08x}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!(
+                "sparkjobrun-devenv-{}-{suffix:08x}",
+                std::process::id()
+            ));
             create_private_dir(&dir)?;
             Ok((dir, true))
         }
@@ -246,7 +251,12 @@ fn etcd_args(layout: &Layout, client_port: u16, peer_port: u16) -> Vec<String> {
     ]
 }
 
-fn apiserver_args(layout: &Layout, etcd_url: &str, secure_port: u16, extra: &[String]) -> Vec<String> {
+fn apiserver_args(
+    layout: &Layout,
+    etcd_url: &str,
+    secure_port: u16,
+    extra: &[String],
+) -> Vec<String> {
     let mut args = vec![
         format!("--etcd-servers={etcd_url}"),
         "--bind-address=127.0.0.1".into(),
@@ -261,7 +271,10 @@ fn apiserver_args(layout: &Layout, etcd_url: &str, secure_port: u16, extra: &[St
         "--authorization-mode=RBAC".into(),
         format!("--service-account-issuer=https://127.0.0.1:{secure_port}"),
         format!("--service-account-key-file={}", layout.sa_pub.display()),
-        format!("--service-account-signing-key-file={}", layout.sa_key.display()),
+        format!(
+            "--service-account-signing-key-file={}",
+            layout.sa_key.display()
+        ),
         "--service-cluster-ip-range=10.0.0.0/24".into(),
         "--allow-privileged=true".into(),
         // No controller manager creates default service accounts.
@@ -300,13 +313,24 @@ async fn start_daemons(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|source| DevEnvError::Http { what: "etcd", source })?;
+        .map_err(|source| DevEnvError::Http {
+            what: "etcd",
+            source,
+        })?;
     let health_url = format!("{etcd_url}/health");
     wait_ready(&mut etcd, &health_url, opts.startup_timeout, async || {
-        let resp = http.get(&health_url).send().await.map_err(|e| e.to_string())?;
+        let resp = http
+            .get(&health_url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let body = resp.text().await.map_err(|e| e.to_string())?;
         let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        if compact.contains(r#""health":"true""#) { Ok(()) } else { Err(body) }
+        if compact.contains(r#""health":"true""#) {
+            Ok(())
+        } else {
+            Err(body)
+        }
     })
     .await?;
 
@@ -319,29 +343,44 @@ async fn start_daemons(
         None,
     )?;
     let server_url = format!("https://127.0.0.1:{secure_port}");
-    let ca = reqwest::Certificate::from_pem(pki.ca_cert_pem.as_bytes())
-        .map_err(|source| DevEnvError::Http { what: "kube-apiserver CA", source })?;
+    let ca = reqwest::Certificate::from_pem(pki.ca_cert_pem.as_bytes()).map_err(|source| {
+        DevEnvError::Http {
+            what: "kube-apiserver CA",
+            source,
+        }
+    })?;
     let https = reqwest::Client::builder()
         .add_root_certificate(ca)
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|source| DevEnvError::Http { what: "kube-apiserver", source })?;
+        .map_err(|source| DevEnvError::Http {
+            what: "kube-apiserver",
+            source,
+        })?;
     let readyz_url = format!("{server_url}/readyz");
-    wait_ready(&mut apiserver, &readyz_url, opts.startup_timeout, async || {
-        let resp = https
-            .get(&readyz_url)
-            .bearer_auth(&admin.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = resp.text().await.map_err(|e| e.to_string())?;
-        if status.is_success() && body.trim() == "ok" {
-            Ok(())
-        } else {
-            Err(format!("{status}: {}", body.lines().last().unwrap_or_default()))
-        }
-    })
+    wait_ready(
+        &mut apiserver,
+        &readyz_url,
+        opts.startup_timeout,
+        async || {
+            let resp = https
+                .get(&readyz_url)
+                .bearer_auth(&admin.token)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body = resp.text().await.map_err(|e| e.to_string())?;
+            if status.is_success() && body.trim() == "ok" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{status}: {}",
+                    body.lines().last().unwrap_or_default()
+                ))
+            }
+        },
+    )
     .await?;
 
     Ok(Running {
@@ -458,7 +497,8 @@ impl ControlPlane {
     }
 
     fn client_from(config: &kube::Config, user: &str) -> Result<Client, DevEnvError> {
-        Client::try_from(config.clone()).map_err(|e| DevEnvError::kube(format!("building a client for {user}"), e))
+        Client::try_from(config.clone())
+            .map_err(|e| DevEnvError::kube(format!("building a client for {user}"), e))
     }
 
     /// A client acting as the admin (member of `system:masters`).
@@ -547,7 +587,10 @@ impl ControlPlane {
         Command::new(&self.binaries.kubectl)
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             // Keep kubectl's discovery cache out of $HOME.
-            .arg(format!("--cache-dir={}", self.work_dir.join("kubectl-cache").display()))
+            .arg(format!(
+                "--cache-dir={}",
+                self.work_dir.join("kubectl-cache").display()
+            ))
             .args(args)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
@@ -595,14 +638,22 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::apply_yaml`], with `namespace` for namespaced
     /// objects that name none.
-    pub async fn apply_yaml_in(&self, yaml: &str, namespace: &str) -> Result<Vec<DynamicObject>, DevEnvError> {
+    pub async fn apply_yaml_in(
+        &self,
+        yaml: &str,
+        namespace: &str,
+    ) -> Result<Vec<DynamicObject>, DevEnvError> {
         apply::apply_yaml(&self.admin_client()?, yaml, namespace).await
     }
 
     /// Reads `path` and applies it like [`ControlPlane::apply_yaml`].
-    pub async fn apply_yaml_file(&self, path: impl AsRef<Path>) -> Result<Vec<DynamicObject>, DevEnvError> {
+    pub async fn apply_yaml_file(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Vec<DynamicObject>, DevEnvError> {
         let path = path.as_ref();
-        let yaml = std::fs::read_to_string(path).map_err(|e| DevEnvError::io("reading", path, e))?;
+        let yaml =
+            std::fs::read_to_string(path).map_err(|e| DevEnvError::io("reading", path, e))?;
         self.apply_yaml(&yaml).await
     }
 
@@ -640,7 +691,9 @@ fn unique_name(prefix: &str) -> Result<String, DevEnvError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let valid = !prefix.is_empty()
         && prefix.len() <= 55
-        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && prefix.as_bytes()[0].is_ascii_alphanumeric();
     if !valid {
         return Err(DevEnvError::InvalidInput {
@@ -704,7 +757,9 @@ mod tests {
                 tail: tail.into(),
             }),
         };
-        assert!(port_race(&exited("listen tcp 127.0.0.1:1: bind: address already in use")));
+        assert!(port_race(&exited(
+            "listen tcp 127.0.0.1:1: bind: address already in use"
+        )));
         assert!(!port_race(&exited("some other failure")));
     }
 

@@ -6,7 +6,8 @@
 //! tokens (ES256).
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 
 use super::DevEnvError;
@@ -28,7 +29,8 @@ impl Pki {
     /// Generates fresh keys and certificates; nothing is reused between runs.
     pub fn generate() -> Result<Self, DevEnvError> {
         let ca_key = KeyPair::generate().map_err(pki_err("CA key"))?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_err("CA parameters"))?;
+        let mut ca_params =
+            CertificateParams::new(Vec::<String>::new()).map_err(pki_err("CA parameters"))?;
         ca_params
             .distinguished_name
             .push(DnType::CommonName, "sparkjobrun devenv CA");
@@ -38,12 +40,22 @@ impl Pki {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(pki_err("CA certificate"))?;
+        let ca_cert = ca_params
+            .self_signed(&ca_key)
+            .map_err(pki_err("CA certificate"))?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let serving_key = KeyPair::generate().map_err(pki_err("serving key"))?;
-        let sans = ["127.0.0.1", "::1", "localhost", "kubernetes", "kubernetes.default.svc"].map(str::to_owned);
-        let mut serving_params = CertificateParams::new(sans.to_vec()).map_err(pki_err("serving parameters"))?;
+        let sans = [
+            "127.0.0.1",
+            "::1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default.svc",
+        ]
+        .map(str::to_owned);
+        let mut serving_params =
+            CertificateParams::new(sans.to_vec()).map_err(pki_err("serving parameters"))?;
         serving_params
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
@@ -73,7 +85,10 @@ mod tests {
     fn generates_pem_material() {
         let pki = Pki::generate().expect("pki");
         assert!(pki.ca_cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(pki.serving_cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(
+            pki.serving_cert_pem
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
         assert!(pki.serving_key_pem.contains("PRIVATE KEY"));
         assert!(pki.service_account_key_pem.contains("PRIVATE KEY"));
         assert!(pki.service_account_pub_pem.contains("PUBLIC KEY"));

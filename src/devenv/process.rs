@@ -39,7 +39,10 @@ fn on_spawner_thread(job: SpawnJob) -> std::io::Result<()> {
         Ok(tx) => tx
             .send(job)
             .map_err(|_| std::io::Error::other("devenv spawner thread is gone")),
-        Err(e) => Err(std::io::Error::new(e.kind(), format!("starting the devenv spawner thread: {e}"))),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("starting the devenv spawner thread: {e}"),
+        )),
     }
 }
 
@@ -50,7 +53,14 @@ fn spawn_tied_to_parent(mut cmd: Command) -> std::io::Result<Child> {
     // getppid) and builds an io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died between fork and prctl.
@@ -172,7 +182,11 @@ impl Daemon {
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
-        tracing::warn!(binary = self.binary, pid = self.pid, "did not exit after SIGTERM, sending SIGKILL");
+        tracing::warn!(
+            binary = self.binary,
+            pid = self.pid,
+            "did not exit after SIGTERM, sending SIGKILL"
+        );
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -263,7 +277,10 @@ mod tests {
         assert!(daemon.exited().is_none());
         let started = Instant::now();
         daemon.stop(Duration::from_secs(5));
-        assert!(started.elapsed() < Duration::from_secs(4), "SIGTERM was not honoured");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "SIGTERM was not honoured"
+        );
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 }

@@ -125,8 +125,10 @@ impl SimulatorArgs {
             config.listen = listen;
         }
         for (index, arg) in self.access_keys.iter().enumerate() {
-            let account = parse_access_key(arg.0.expose())
-                .ok_or(SimulatorError::InvalidAccessKeyArg { position: index + 1 })?;
+            let account =
+                parse_access_key(arg.0.expose()).ok_or(SimulatorError::InvalidAccessKeyArg {
+                    position: index + 1,
+                })?;
             config.accounts.push(account);
         }
         Ok(config)
@@ -173,7 +175,9 @@ async fn wait_for_signal() -> Result<(), SimulatorError> {
 
 #[cfg(not(unix))]
 async fn wait_for_signal() -> Result<(), SimulatorError> {
-    tokio::signal::ctrl_c().await.map_err(SimulatorError::Signal)
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(SimulatorError::Signal)
 }
 
 #[cfg(test)]
@@ -189,20 +193,28 @@ mod tests {
 
     #[test]
     fn the_example_config_loads_and_is_valid() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/simulator-example.yaml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/simulator-example.yaml"
+        ));
         let config = SimulatorConfig::load(path).expect("example loads");
         assert_eq!(config.listen, default_listen());
         assert!(!config.accounts.is_empty());
         assert_eq!(config.runs.len(), 3);
         for run in &config.runs {
-            run.validate().unwrap_or_else(|e| panic!("{}: {e}", run.job_run_id));
+            run.validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", run.job_run_id));
         }
     }
 
     #[test]
     fn config_errors_name_the_source() {
         let err = SimulatorConfig::from_yaml("listen: 1\nrunz: []\n", "inline").expect_err("typo");
-        assert!(err.to_string().starts_with("simulator config inline is invalid"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("simulator config inline is invalid"),
+            "{err}"
+        );
         let err = SimulatorConfig::load(Path::new("/nonexistent/sim.yaml")).expect_err("missing");
         assert!(err.to_string().contains("/nonexistent/sim.yaml"), "{err}");
         let empty = SimulatorConfig::from_yaml("{}", "empty").expect("defaults");
@@ -223,7 +235,11 @@ mod tests {
         .expect("parses");
         let config = cli.args.to_config().expect("config");
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
-        let ids: Vec<&str> = config.accounts.iter().map(|a| a.access_key_id.as_str()).collect();
+        let ids: Vec<&str> = config
+            .accounts
+            .iter()
+            .map(|a| a.access_key_id.as_str())
+            .collect();
         assert_eq!(ids, ["AK1", "AK2"]);
         assert_eq!(config.accounts[1].access_key_secret.expose(), "s:2");
         let shown = format!("{:?}", cli.args);

@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(body["RequestId"], "RID-1");
         assert_eq!(body["HostId"], "127.0.0.1:8080");
         assert_eq!(body["Code"], "SignatureNonceUsed");
-        assert_eq!(body["Message"], "Specified signature nonce was used already.");
+        assert_eq!(
+            body["Message"],
+            "Specified signature nonce was used already."
+        );
         assert_eq!(
             body["Recommend"],
             "https://api.aliyun.com/troubleshoot?q=SignatureNonceUsed&product=emr-serverless-spark&requestId=RID-1"

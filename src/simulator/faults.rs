@@ -9,7 +9,11 @@ use super::error::ServiceError;
 
 /// What a fault does to a GetJobRun answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum FaultKind {
     /// 500 `InternalError`.
     InternalError,
@@ -269,9 +273,14 @@ mod tests {
             ),
             (
                 r#"{"kind":"throttling","status":429,"retryAfterMs":1500,"jobRunId":"jr-1","times":2}"#,
-                Fault::new(throttling(429, Some(1500))).for_run("jr-1").times(2),
+                Fault::new(throttling(429, Some(1500)))
+                    .for_run("jr-1")
+                    .times(2),
             ),
-            (r#"{"kind":"throttling"}"#, Fault::new(throttling(400, None))),
+            (
+                r#"{"kind":"throttling"}"#,
+                Fault::new(throttling(400, None)),
+            ),
             (
                 r#"{"kind":"slow","delayMs":250}"#,
                 Fault::new(FaultKind::Slow { delay_ms: 250 }),
@@ -284,29 +293,48 @@ mod tests {
         for (json, want) in cases {
             let got: Fault = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(got, want, "{json}");
-            let back: Fault =
-                serde_json::from_value(serde_json::to_value(&got).expect("encodes")).expect("decodes");
+            let back: Fault = serde_json::from_value(serde_json::to_value(&got).expect("encodes"))
+                .expect("decodes");
             assert_eq!(back, want, "round trip {json}");
         }
-        let yaml: Fault = serde_yaml::from_str("kind: htmlErrorPage\njobRunId: jr-2\n").expect("yaml");
+        let yaml: Fault =
+            serde_yaml::from_str("kind: htmlErrorPage\njobRunId: jr-2\n").expect("yaml");
         assert_eq!(yaml, Fault::new(FaultKind::HtmlErrorPage).for_run("jr-2"));
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"meteorStrike"}"#).is_err());
-        assert!(serde_json::from_str::<Fault>(r#"{"kind":"slow"}"#).is_err(), "delayMs needed");
+        assert!(
+            serde_json::from_str::<Fault>(r#"{"kind":"slow"}"#).is_err(),
+            "delayMs needed"
+        );
     }
 
     #[test]
     fn validation_table() {
         let cases = [
             (Fault::new(FaultKind::NotFound), None),
-            (Fault::new(FaultKind::NotFound).times(0), Some(FaultError::ZeroTimes)),
-            (Fault::new(FaultKind::NotFound).for_run(""), Some(FaultError::EmptyJobRunId)),
-            (Fault::new(throttling(503, None)), Some(FaultError::ThrottlingStatus(503))),
             (
-                Fault::new(FaultKind::Throttling { status: 400, retry_after_ms: None, code: "Busy".into() }),
+                Fault::new(FaultKind::NotFound).times(0),
+                Some(FaultError::ZeroTimes),
+            ),
+            (
+                Fault::new(FaultKind::NotFound).for_run(""),
+                Some(FaultError::EmptyJobRunId),
+            ),
+            (
+                Fault::new(throttling(503, None)),
+                Some(FaultError::ThrottlingStatus(503)),
+            ),
+            (
+                Fault::new(FaultKind::Throttling {
+                    status: 400,
+                    retry_after_ms: None,
+                    code: "Busy".into(),
+                }),
                 Some(FaultError::ThrottlingCode("Busy".into())),
             ),
             (
-                Fault::new(FaultKind::Slow { delay_ms: MAX_DELAY_MS + 1 }),
+                Fault::new(FaultKind::Slow {
+                    delay_ms: MAX_DELAY_MS + 1,
+                }),
                 Some(FaultError::DelayTooLong(MAX_DELAY_MS + 1)),
             ),
         ];
@@ -321,14 +349,35 @@ mod tests {
             Some(FaultAnswer::Error(e)) => (e.code, e.status, e.retry_after_ms),
             other => panic!("{other:?}"),
         };
-        assert_eq!(err(FaultKind::InternalError), ("InternalError".into(), 500, None));
-        assert_eq!(err(FaultKind::ServiceUnavailable), ("ServiceUnavailable".into(), 503, None));
-        assert_eq!(err(throttling(429, Some(7))), ("Throttling.User".into(), 429, Some(7)));
-        assert_eq!(err(FaultKind::NotFound), ("JobRunNotFound".into(), 404, None));
-        assert_eq!(err(FaultKind::ForbiddenRam), ("Forbidden.RAM".into(), 403, None));
+        assert_eq!(
+            err(FaultKind::InternalError),
+            ("InternalError".into(), 500, None)
+        );
+        assert_eq!(
+            err(FaultKind::ServiceUnavailable),
+            ("ServiceUnavailable".into(), 503, None)
+        );
+        assert_eq!(
+            err(throttling(429, Some(7))),
+            ("Throttling.User".into(), 429, Some(7))
+        );
+        assert_eq!(
+            err(FaultKind::NotFound),
+            ("JobRunNotFound".into(), 404, None)
+        );
+        assert_eq!(
+            err(FaultKind::ForbiddenRam),
+            ("Forbidden.RAM".into(), 403, None)
+        );
         assert_eq!(FaultKind::Slow { delay_ms: 1 }.answer("a", "b"), None);
-        assert_eq!(FaultKind::HtmlErrorPage.answer("a", "b"), Some(FaultAnswer::HtmlErrorPage));
-        assert_eq!(FaultKind::MalformedJson.answer("a", "b"), Some(FaultAnswer::MalformedJson));
+        assert_eq!(
+            FaultKind::HtmlErrorPage.answer("a", "b"),
+            Some(FaultAnswer::HtmlErrorPage)
+        );
+        assert_eq!(
+            FaultKind::MalformedJson.answer("a", "b"),
+            Some(FaultAnswer::MalformedJson)
+        );
     }
 
     #[test]
@@ -339,13 +388,29 @@ mod tests {
         table.inject(Fault::new(FaultKind::Slow { delay_ms: 100 }).for_run("jr-1"));
 
         let first = table.take("jr-1");
-        assert_eq!(first, Triggered { delay_ms: 100, answer: Some(FaultKind::NotFound) });
+        assert_eq!(
+            first,
+            Triggered {
+                delay_ms: 100,
+                answer: Some(FaultKind::NotFound)
+            }
+        );
         let second = table.take("jr-1");
         assert_eq!(second.answer, Some(FaultKind::ServiceUnavailable));
         assert_eq!(second.delay_ms, 100, "the slow fault lasts until cleared");
         let other = table.take("jr-2");
-        assert_eq!(other, Triggered { delay_ms: 0, answer: Some(FaultKind::ServiceUnavailable) });
-        assert_eq!(table.take("jr-2"), Triggered::default(), "three times used up");
+        assert_eq!(
+            other,
+            Triggered {
+                delay_ms: 0,
+                answer: Some(FaultKind::ServiceUnavailable)
+            }
+        );
+        assert_eq!(
+            table.take("jr-2"),
+            Triggered::default(),
+            "three times used up"
+        );
         assert!(!table.remove(global), "already gone");
         assert_eq!(table.list().len(), 1);
         table.clear();

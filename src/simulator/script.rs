@@ -351,7 +351,12 @@ pub fn job_run_at(script: &RunScript, started_at: Timestamp, now: Timestamp) -> 
                 value: Some("wf-123test".into()),
             }]
         })),
-        log: Some(script.log.clone().unwrap_or_else(|| default_log(ws, jr, ended))),
+        log: Some(
+            script
+                .log
+                .clone()
+                .unwrap_or_else(|| default_log(ws, jr, ended)),
+        ),
         release_version: or(&script.release_version, RELEASE),
         display_release_version: or(&script.display_release_version, RELEASE),
         resource_queue_id: or(&script.resource_queue_id, "root_queue"),
@@ -509,9 +514,18 @@ mod tests {
     #[test]
     fn default_hold_unknown_and_cancel_failed() {
         let default = RunScript::new("w", "jr");
-        let table = [(0.5, "Submitted"), (1.0, "Running"), (5.9, "Running"), (6.0, "Success")];
+        let table = [
+            (0.5, "Submitted"),
+            (1.0, "Running"),
+            (5.9, "Running"),
+            (6.0, "Success"),
+        ];
         for (s, state) in table {
-            assert_eq!(at(&default, s).state.as_deref(), Some(state), "default at {s}");
+            assert_eq!(
+                at(&default, s).state.as_deref(),
+                Some(state),
+                "default at {s}"
+            );
         }
         let held = RunScript::new("w", "jr").holding("Running");
         assert_eq!(at(&held, 1e6).state.as_deref(), Some("Running"));
@@ -523,7 +537,11 @@ mod tests {
             Phase::new("CancelFailed").for_secs(1.0),
             Phase::new("Exploding"),
         ]);
-        let table = [(1.5, "Cancelling"), (2.5, "CancelFailed"), (9.0, "Exploding")];
+        let table = [
+            (1.5, "Cancelling"),
+            (2.5, "CancelFailed"),
+            (9.0, "Exploding"),
+        ];
         for (s, state) in table {
             let run = at(&odd, s);
             assert_eq!(run.state.as_deref(), Some(state), "at {s}");
@@ -539,7 +557,12 @@ mod tests {
             Phase::new("Cancelled"),
         ]);
         script.validate().expect("valid");
-        let table = [(2.9, "Pending"), (3.0, "Running"), (4.49, "Running"), (4.5, "Cancelled")];
+        let table = [
+            (2.9, "Pending"),
+            (3.0, "Running"),
+            (4.49, "Running"),
+            (4.5, "Cancelled"),
+        ];
         for (s, state) in table {
             assert_eq!(at(&script, s).state.as_deref(), Some(state), "at {s}");
         }
@@ -547,7 +570,11 @@ mod tests {
 
     #[test]
     fn clock_before_the_start_shows_the_first_phase() {
-        let run = job_run_at(&RunScript::new("w", "jr"), t(START), t("2024-05-15T03:00:00Z"));
+        let run = job_run_at(
+            &RunScript::new("w", "jr"),
+            t(START),
+            t("2024-05-15T03:00:00Z"),
+        );
         assert_eq!(run.state.as_deref(), Some("Submitted"));
     }
 
@@ -557,12 +584,26 @@ mod tests {
         let cases: Vec<(RunScript, Option<ScriptError>)> = vec![
             (base(), None),
             (base().holding("Running"), None),
-            (RunScript::new("", "jr"), Some(ScriptError::EmptyField("workspaceId"))),
-            (RunScript::new("w", ""), Some(ScriptError::EmptyField("jobRunId"))),
-            (base().in_region(""), Some(ScriptError::EmptyField("regionId"))),
-            (base().holding(""), Some(ScriptError::EmptyField("holdState"))),
             (
-                base().holding("Running").with_phases(vec![Phase::new("Success")]),
+                RunScript::new("", "jr"),
+                Some(ScriptError::EmptyField("workspaceId")),
+            ),
+            (
+                RunScript::new("w", ""),
+                Some(ScriptError::EmptyField("jobRunId")),
+            ),
+            (
+                base().in_region(""),
+                Some(ScriptError::EmptyField("regionId")),
+            ),
+            (
+                base().holding(""),
+                Some(ScriptError::EmptyField("holdState")),
+            ),
+            (
+                base()
+                    .holding("Running")
+                    .with_phases(vec![Phase::new("Success")]),
                 Some(ScriptError::HoldWithPhases),
             ),
             (
@@ -571,7 +612,11 @@ mod tests {
             ),
             (
                 base().with_phases(vec![Phase::new("Running").for_secs(-1.0)]),
-                Some(ScriptError::InvalidDuration { index: 0, field: "forSeconds", value: -1.0 }),
+                Some(ScriptError::InvalidDuration {
+                    index: 0,
+                    field: "forSeconds",
+                    value: -1.0,
+                }),
             ),
             (
                 base().with_phases(vec![Phase::new("Running"), Phase::new("Success")]),
@@ -591,7 +636,9 @@ mod tests {
         }
         assert!(
             matches!(
-                base().with_phases(vec![Phase::new("x").after_secs(f64::NAN)]).validate(),
+                base()
+                    .with_phases(vec![Phase::new("x").after_secs(f64::NAN)])
+                    .validate(),
                 Err(ScriptError::InvalidDuration { .. })
             ),
             "NaN"
@@ -614,7 +661,10 @@ mod tests {
             driver_std_out: Some("oss://b/x".into()),
             ..wire::RunLog::default()
         };
-        let script = RunScript { log: Some(fixed.clone()), ..RunScript::new("w", "jr") };
+        let script = RunScript {
+            log: Some(fixed.clone()),
+            ..RunScript::new("w", "jr")
+        };
         assert_eq!(at(&script, 0.0).log, Some(fixed));
     }
 
@@ -623,7 +673,12 @@ mod tests {
         let seed: Value =
             serde_json::from_str(include_str!("../../tests/fixtures/get-job-run-seed.json"))
                 .expect("seed");
-        let body = answer_body(&RunScript::new("w", "jr").holding("Running"), t(START), t(START), "RID");
+        let body = answer_body(
+            &RunScript::new("w", "jr").holding("Running"),
+            t(START),
+            t(START),
+            "RID",
+        );
         assert_eq!(body["requestId"], "RID");
         let keys = |v: &Value| -> Vec<String> {
             let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
@@ -638,14 +693,19 @@ mod tests {
         assert_eq!(body["jobRun"]["priority"], "5");
         assert_eq!(body["jobRun"]["submitTime"], t(START).as_millisecond());
         let decoded: wire::GetJobRunResponse = serde_json::from_value(body).expect("decodes");
-        assert_eq!(decoded.job_run.and_then(|r| r.state).as_deref(), Some("Running"));
+        assert_eq!(
+            decoded.job_run.and_then(|r| r.state).as_deref(),
+            Some("Running")
+        );
     }
 
     #[test]
     fn omit_and_extra_fields() {
         let mut script = RunScript::new("w", "jr");
         script.omit_fields = vec!["log".into(), "priority".into()];
-        script.extra_fields.insert("totalTokens".into(), Value::from(42));
+        script
+            .extra_fields
+            .insert("totalTokens".into(), Value::from(42));
         let body = answer_body(&script, t(START), t(START), "RID");
         let run = body["jobRun"].as_object().expect("object");
         assert!(!run.contains_key("log") && !run.contains_key("priority"));
@@ -672,9 +732,15 @@ phases:
         assert!(!script.is_visible_from("w-2", "cn-hangzhou"));
         assert!(RunScript::new("w-1", "x").is_visible_from("w-1", "anywhere"));
         let typo = "workspaceId: w\njobRunId: j\nphases: [{state: Running, forSecond: 1}]\n";
-        assert!(serde_yaml::from_str::<RunScript>(typo).is_err(), "typos are reported");
+        assert!(
+            serde_yaml::from_str::<RunScript>(typo).is_err(),
+            "typos are reported"
+        );
         // Round trip through JSON (the admin API echoes scripts).
         let json = serde_json::to_string(&script).expect("encodes");
-        assert_eq!(serde_json::from_str::<RunScript>(&json).expect("decodes"), script);
+        assert_eq!(
+            serde_json::from_str::<RunScript>(&json).expect("decodes"),
+            script
+        );
     }
 }

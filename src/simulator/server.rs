@@ -49,11 +49,18 @@ impl Simulator {
             state.accounts.insert(account);
         }
         for run in config.runs {
-            run.validate().map_err(|source| SimulatorError::InvalidRun {
-                job_run_id: run.job_run_id.clone(),
-                source,
-            })?;
-            state.runs.insert(run.job_run_id.clone(), StoredRun { run, started_at: now });
+            run.validate()
+                .map_err(|source| SimulatorError::InvalidRun {
+                    job_run_id: run.job_run_id.clone(),
+                    source,
+                })?;
+            state.runs.insert(
+                run.job_run_id.clone(),
+                StoredRun {
+                    run,
+                    started_at: now,
+                },
+            );
         }
         for fault in config.faults {
             fault.validate()?;
@@ -68,10 +75,12 @@ impl Simulator {
                 addr: config.listen,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| SimulatorError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimulatorError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
@@ -352,7 +361,14 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 ..received
             };
             let mut state = shared.lock();
-            let reply = answer(&mut state, &parts.method, route, &received, &request_id, &host);
+            let reply = answer(
+                &mut state,
+                &parts.method,
+                route,
+                &received,
+                &request_id,
+                &host,
+            );
             state.counts.record(job_run_id.as_deref(), &reply.outcome);
             reply
         }
@@ -593,7 +609,10 @@ mod tests {
     fn job_run_paths() {
         let cases: [(&str, Option<(&str, &str)>); 9] = [
             ("/api/v1/workspaces/w-1/jobRuns/jr-1", Some(("w-1", "jr-1"))),
-            ("/api/v1/workspaces/w%201/jobRuns/jr%2F1", Some(("w 1", "jr/1"))),
+            (
+                "/api/v1/workspaces/w%201/jobRuns/jr%2F1",
+                Some(("w 1", "jr/1")),
+            ),
             ("/api/v1/workspaces/w/jobRuns/%C3%BC", Some(("w", "ü"))),
             ("/api/v1/workspaces/w/jobRuns/", None),
             ("/api/v1/workspaces//jobRuns/jr", None),
@@ -611,8 +630,14 @@ mod tests {
 
     #[test]
     fn query_params() {
-        assert_eq!(query_param("regionId=cn-hangzhou", "regionId").as_deref(), Some("cn-hangzhou"));
-        assert_eq!(query_param("a=1&regionId=x%20y", "regionId").as_deref(), Some("x y"));
+        assert_eq!(
+            query_param("regionId=cn-hangzhou", "regionId").as_deref(),
+            Some("cn-hangzhou")
+        );
+        assert_eq!(
+            query_param("a=1&regionId=x%20y", "regionId").as_deref(),
+            Some("x y")
+        );
         assert_eq!(query_param("regionId", "regionId").as_deref(), Some(""));
         assert_eq!(query_param("region=x", "regionId"), None);
         assert_eq!(query_param("", "regionId"), None);

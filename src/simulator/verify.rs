@@ -561,38 +561,208 @@ mod tests {
         });
 
         let cases: Vec<(&str, ReceivedRequest, &str, u16)> = vec![
-            ("no authorization", drop_header(ok(), "authorization"), "MissingAuthorization", 400),
-            ("wrong algorithm", set(ok(), "authorization", "HMAC-SHA1 x"), "IncompleteSignature", 400),
+            (
+                "no authorization",
+                drop_header(ok(), "authorization"),
+                "MissingAuthorization",
+                400,
+            ),
+            (
+                "wrong algorithm",
+                set(ok(), "authorization", "HMAC-SHA1 x"),
+                "IncompleteSignature",
+                400,
+            ),
             ("garbled authorization", garbled, "IncompleteSignature", 400),
-            ("no host", drop_header(ok(), "host"), "MissingParameter.host", 400),
-            ("no action", drop_header(ok(), "x-acs-action"), "MissingParameter.x-acs-action", 400),
-            ("no version", drop_header(ok(), "x-acs-version"), "MissingParameter.x-acs-version", 400),
-            ("no date", drop_header(ok(), "x-acs-date"), "MissingParameter.x-acs-date", 400),
-            ("no nonce", drop_header(ok(), "x-acs-signature-nonce"), "MissingParameter.x-acs-signature-nonce", 400),
-            ("no content hash", drop_header(ok(), "x-acs-content-sha256"), "MissingParameter.x-acs-content-sha256", 400),
-            ("other action", build(Build { action: "ListJobRuns", ..Build::default() }), "InvalidApi.NotFound", 404),
-            ("other version", build(Build { version: "2021-01-01", ..Build::default() }), "InvalidVersion", 400),
-            ("unsigned x-acs header", unsigned_extra, "IncompleteSignature", 400),
+            (
+                "no host",
+                drop_header(ok(), "host"),
+                "MissingParameter.host",
+                400,
+            ),
+            (
+                "no action",
+                drop_header(ok(), "x-acs-action"),
+                "MissingParameter.x-acs-action",
+                400,
+            ),
+            (
+                "no version",
+                drop_header(ok(), "x-acs-version"),
+                "MissingParameter.x-acs-version",
+                400,
+            ),
+            (
+                "no date",
+                drop_header(ok(), "x-acs-date"),
+                "MissingParameter.x-acs-date",
+                400,
+            ),
+            (
+                "no nonce",
+                drop_header(ok(), "x-acs-signature-nonce"),
+                "MissingParameter.x-acs-signature-nonce",
+                400,
+            ),
+            (
+                "no content hash",
+                drop_header(ok(), "x-acs-content-sha256"),
+                "MissingParameter.x-acs-content-sha256",
+                400,
+            ),
+            (
+                "other action",
+                build(Build {
+                    action: "ListJobRuns",
+                    ..Build::default()
+                }),
+                "InvalidApi.NotFound",
+                404,
+            ),
+            (
+                "other version",
+                build(Build {
+                    version: "2021-01-01",
+                    ..Build::default()
+                }),
+                "InvalidVersion",
+                400,
+            ),
+            (
+                "unsigned x-acs header",
+                unsigned_extra,
+                "IncompleteSignature",
+                400,
+            ),
             ("unsigned host", host_unsigned, "IncompleteSignature", 400),
-            ("body hash mismatch", wrong_sha, "ContentSHA256NotMatch", 400),
-            ("date not UTC Z", build(Build { date: "2024-05-15T03:35:14+00:00", ..Build::default() }), "InvalidTimeStamp.Format", 400),
-            ("date with millis", build(Build { date: "2024-05-15T03:35:14.000Z", ..Build::default() }), "InvalidTimeStamp.Format", 400),
-            ("date impossible", build(Build { date: "2024-13-15T03:35:14Z", ..Build::default() }), "InvalidTimeStamp.Format", 400),
-            ("date 16 min late", build(Build { date: &late, ..Build::default() }), "InvalidTimeStamp.Expired", 400),
-            ("date 16 min early", build(Build { date: &early, ..Build::default() }), "InvalidTimeStamp.Expired", 400),
-            ("unknown key", build(Build { creds: Credentials::new("NOPE", "secret"), ..Build::default() }), "InvalidAccessKeyId.NotFound", 404),
-            ("inactive key", build(Build { creds: Credentials::new("OFF", "secret"), ..Build::default() }), "InvalidAccessKeyId.Inactive", 400),
-            ("other key id header", other_key_header, "IncompleteSignature", 400),
-            ("sts without token", sts_without_token, "MissingSecurityToken", 400),
-            ("sts empty token", set(sts("x", "STS.ID"), "x-acs-security-token", " "), "InvalidSecurityToken.Malformed", 400),
-            ("sts other token", sts("token-9", "STS.ID"), "InvalidSecurityToken.MismatchWithAccessKey", 400),
-            ("token on permanent key", permanent_with_token, "InvalidSecurityToken.MismatchWithAccessKey", 400),
-            ("sts expired", sts("token-2", "STS.OLD"), "InvalidSecurityToken.Expired", 400),
+            (
+                "body hash mismatch",
+                wrong_sha,
+                "ContentSHA256NotMatch",
+                400,
+            ),
+            (
+                "date not UTC Z",
+                build(Build {
+                    date: "2024-05-15T03:35:14+00:00",
+                    ..Build::default()
+                }),
+                "InvalidTimeStamp.Format",
+                400,
+            ),
+            (
+                "date with millis",
+                build(Build {
+                    date: "2024-05-15T03:35:14.000Z",
+                    ..Build::default()
+                }),
+                "InvalidTimeStamp.Format",
+                400,
+            ),
+            (
+                "date impossible",
+                build(Build {
+                    date: "2024-13-15T03:35:14Z",
+                    ..Build::default()
+                }),
+                "InvalidTimeStamp.Format",
+                400,
+            ),
+            (
+                "date 16 min late",
+                build(Build {
+                    date: &late,
+                    ..Build::default()
+                }),
+                "InvalidTimeStamp.Expired",
+                400,
+            ),
+            (
+                "date 16 min early",
+                build(Build {
+                    date: &early,
+                    ..Build::default()
+                }),
+                "InvalidTimeStamp.Expired",
+                400,
+            ),
+            (
+                "unknown key",
+                build(Build {
+                    creds: Credentials::new("NOPE", "secret"),
+                    ..Build::default()
+                }),
+                "InvalidAccessKeyId.NotFound",
+                404,
+            ),
+            (
+                "inactive key",
+                build(Build {
+                    creds: Credentials::new("OFF", "secret"),
+                    ..Build::default()
+                }),
+                "InvalidAccessKeyId.Inactive",
+                400,
+            ),
+            (
+                "other key id header",
+                other_key_header,
+                "IncompleteSignature",
+                400,
+            ),
+            (
+                "sts without token",
+                sts_without_token,
+                "MissingSecurityToken",
+                400,
+            ),
+            (
+                "sts empty token",
+                set(sts("x", "STS.ID"), "x-acs-security-token", " "),
+                "InvalidSecurityToken.Malformed",
+                400,
+            ),
+            (
+                "sts other token",
+                sts("token-9", "STS.ID"),
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                400,
+            ),
+            (
+                "token on permanent key",
+                permanent_with_token,
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                400,
+            ),
+            (
+                "sts expired",
+                sts("token-2", "STS.OLD"),
+                "InvalidSecurityToken.Expired",
+                400,
+            ),
             ("wrong secret", wrong_secret, "SignatureDoesNotMatch", 400),
-            ("tampered query", tampered_query, "SignatureDoesNotMatch", 400),
+            (
+                "tampered query",
+                tampered_query,
+                "SignatureDoesNotMatch",
+                400,
+            ),
             ("tampered path", tampered_path, "SignatureDoesNotMatch", 400),
-            ("tampered nonce", set(ok(), "x-acs-signature-nonce", "other"), "SignatureDoesNotMatch", 400),
-            ("method changed", ReceivedRequest { method: "DELETE".into(), ..ok() }, "SignatureDoesNotMatch", 400),
+            (
+                "tampered nonce",
+                set(ok(), "x-acs-signature-nonce", "other"),
+                "SignatureDoesNotMatch",
+                400,
+            ),
+            (
+                "method changed",
+                ReceivedRequest {
+                    method: "DELETE".into(),
+                    ..ok()
+                },
+                "SignatureDoesNotMatch",
+                400,
+            ),
             ("undecodable query", bad_query, "InvalidParameter", 400),
         ];
         for (name, req, want_code, want_status) in cases {
@@ -617,11 +787,18 @@ mod tests {
         // Exactly 15 minutes of skew is still accepted, both ways.
         for minutes in [15, -15] {
             let date = signer::format_acs_date(now() + jiff::SignedDuration::from_mins(minutes));
-            code(&build(Build { date: &date, ..Build::default() }))
-                .unwrap_or_else(|e| panic!("{minutes} min: {e:?}"));
+            code(&build(Build {
+                date: &date,
+                ..Build::default()
+            }))
+            .unwrap_or_else(|e| panic!("{minutes} min: {e:?}"));
         }
         // A body is fine when its hash is right; the query may arrive in any order and with `+`.
-        code(&build(Build { body: b"{}", ..Build::default() })).expect("body");
+        code(&build(Build {
+            body: b"{}",
+            ..Build::default()
+        }))
+        .expect("body");
         let mut reordered = ok();
         reordered.query = "regionId=cn-hangzhou&".into();
         code(&reordered).expect("same canonical query");
@@ -637,7 +814,8 @@ mod tests {
         });
         let err = verify(&req, &accounts(), now(), &mut NonceCache::new()).expect_err("rejected");
         assert!(
-            err.message.contains("server string to sign is:ACS3-HMAC-SHA256\n"),
+            err.message
+                .contains("server string to sign is:ACS3-HMAC-SHA256\n"),
             "{}",
             err.message
         );
@@ -654,7 +832,10 @@ mod tests {
         });
         let err = verify(&bad, &accounts, now(), &mut nonces).expect_err("bad signature");
         assert_eq!(err.code, "SignatureDoesNotMatch");
-        assert!(nonces.is_empty(), "a rejected request must not spend the nonce");
+        assert!(
+            nonces.is_empty(),
+            "a rejected request must not spend the nonce"
+        );
         verify(&ok(), &accounts, now(), &mut nonces).expect("first use");
         let err = verify(&ok(), &accounts, now(), &mut nonces).expect_err("replay");
         assert_eq!((err.code.as_str(), err.status), ("SignatureNonceUsed", 400));
@@ -710,18 +891,32 @@ mod tests {
         let yaml = "accessKeyId: STS.X\naccessKeySecret: s3cr3t\nsecurityToken: t0k3n\nexpiresAt: 2030-01-01T00:00:00Z\n";
         let account: Account = serde_yaml::from_str(yaml).expect("decodes");
         assert!(account.active);
-        assert_eq!(account.expires_at, Some("2030-01-01T00:00:00Z".parse().expect("ts")));
+        assert_eq!(
+            account.expires_at,
+            Some("2030-01-01T00:00:00Z".parse().expect("ts"))
+        );
         let shown = format!("{account:?}");
-        assert!(!shown.contains("s3cr3t") && !shown.contains("t0k3n"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("t0k3n"),
+            "{shown}"
+        );
         let shown = format!("{:?}", ok());
         assert!(!shown.contains("Signature="), "{shown}");
-        assert!(serde_yaml::from_str::<Account>("accessKeyId: a\naccessKeySecret: b\nexpiresAt: soon\n").is_err());
+        assert!(
+            serde_yaml::from_str::<Account>(
+                "accessKeyId: a\naccessKeySecret: b\nexpiresAt: soon\n"
+            )
+            .is_err()
+        );
     }
 
     /// Requests captured from the official Python SDK verify, and any tampering is rejected.
     #[test]
     fn python_sdk_known_answers() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/acs3-known-answers.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/acs3-known-answers.json"
+        );
         let Ok(text) = std::fs::read_to_string(path) else {
             eprintln!("skipping: {path} does not exist yet");
             return;
@@ -741,7 +936,12 @@ mod tests {
                 .as_object()
                 .expect("headers object")
                 .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_ascii_lowercase(),
+                        v.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect();
             headers.push(("authorization".into(), s("authorization")));
             let req = ReceivedRequest {
@@ -757,12 +957,23 @@ mod tests {
             run(&req).unwrap_or_else(|e| panic!("{name}: {e}"));
 
             let sig = s("signature");
-            let flipped = format!("{}{}", if sig.starts_with('0') { '1' } else { '0' }, &sig[1..]);
-            let tampered_sig = set(req.clone(), "authorization", &s("authorization").replace(&sig, &flipped));
+            let flipped = format!(
+                "{}{}",
+                if sig.starts_with('0') { '1' } else { '0' },
+                &sig[1..]
+            );
+            let tampered_sig = set(
+                req.clone(),
+                "authorization",
+                &s("authorization").replace(&sig, &flipped),
+            );
             let next_second = signer::format_acs_date(date + jiff::SignedDuration::from_secs(1));
             let tampered_date = set(req.clone(), "x-acs-date", &next_second);
             let tampered_nonce = {
-                let n = req.header("x-acs-signature-nonce").unwrap_or_default().to_owned();
+                let n = req
+                    .header("x-acs-signature-nonce")
+                    .unwrap_or_default()
+                    .to_owned();
                 set(req.clone(), "x-acs-signature-nonce", &format!("{n}0"))
             };
             let tampered_query = ReceivedRequest {
@@ -775,7 +986,9 @@ mod tests {
                 ("nonce header", tampered_nonce),
                 ("query", tampered_query),
             ] {
-                let err = run(&bad).err().unwrap_or_else(|| panic!("{name}: tampered {what} verified"));
+                let err = run(&bad)
+                    .err()
+                    .unwrap_or_else(|| panic!("{name}: tampered {what} verified"));
                 assert_eq!(err.code, "SignatureDoesNotMatch", "{name}: tampered {what}");
             }
             checked += 1;

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sparkjobrun_operator::conditions::{self, Knowledge};
-use sparkjobrun_operator::crd::{CredentialsSource, SecretReference, SparkJobRunRefSpec, SparkJobRunRefStatus};
+use sparkjobrun_operator::crd::{
+    CredentialsSource, SecretReference, SparkJobRunRefSpec, SparkJobRunRefStatus,
+};
 use sparkjobrun_operator::simulator::{Fault, FaultKind, Phase, Reason, RunScript};
 
 use crate::support::{ACCESS_KEY_ID, Env, condition, ensure, wait_for};
@@ -60,56 +62,122 @@ fn outcome_of(s: &SparkJobRunRefStatus) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn wait_state(env: &Env, ns: &str, name: &str, state: &str) -> Result<SparkJobRunRefStatus, String> {
+async fn wait_state(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    state: &str,
+) -> Result<SparkJobRunRefStatus, String> {
     wait_for(&format!("{ns}/{name} to reach {state}"), T, || async {
         let s = env.status(ns, name).await?;
         if s.state.as_deref() == Some(state) {
             Ok(Some(s))
         } else {
-            Err(format!("state {:?}, conditions {:?}", s.state, s.conditions))
+            Err(format!(
+                "state {:?}, conditions {:?}",
+                s.state, s.conditions
+            ))
         }
     })
     .await
 }
 
-async fn wait_synced(env: &Env, ns: &str, name: &str, status: &str, reason: &str) -> Result<SparkJobRunRefStatus, String> {
-    wait_for(&format!("{ns}/{name} Synced={status}/{reason}"), T, || async {
-        let s = env.status(ns, name).await?;
-        match condition(&s, "Synced") {
-            Some((st, r, _)) if st == status && r == reason => Ok(Some(s)),
-            other => Err(format!("Synced is {other:?}")),
-        }
-    })
+async fn wait_synced(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> Result<SparkJobRunRefStatus, String> {
+    wait_for(
+        &format!("{ns}/{name} Synced={status}/{reason}"),
+        T,
+        || async {
+            let s = env.status(ns, name).await?;
+            match condition(&s, "Synced") {
+                Some((st, r, _)) if st == status && r == reason => Ok(Some(s)),
+                other => Err(format!("Synced is {other:?}")),
+            }
+        },
+    )
     .await
 }
 
 pub async fn crd_columns_and_names(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("columns").await?;
     let jr = unique("jr-cols");
-    env.sim.add_run(held(&jr, "Running")).map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(held(&jr, "Running"))
+        .map_err(|e| e.to_string())?;
     env.create(&ns, "cols", spec(&jr)).await?;
     wait_state(env, &ns, "cols", "Running").await?;
 
-    let (ok, out, errs) = env.kubectl(&["get", "sparkjobruns", "-n", &ns], None, false).await?;
+    let (ok, out, errs) = env
+        .kubectl(&["get", "sparkjobruns", "-n", &ns], None, false)
+        .await?;
     ensure(ok, || format!("kubectl get failed: {errs}"))?;
-    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
-    ensure(header == ["NAME", "STATE", "REASON", "JOBRUN", "SUBMITTED", "ENDED", "AGE"], || {
-        format!("columns: {header:?}\n{out}")
-    })?;
-    let row: Vec<&str> = out.lines().nth(1).unwrap_or_default().split_whitespace().collect();
-    ensure(row.first() == Some(&"cols") && row.get(1) == Some(&"Running") && row.contains(&jr.as_str()), || {
-        format!("row: {row:?}")
-    })?;
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure(
+        header
+            == [
+                "NAME",
+                "STATE",
+                "REASON",
+                "JOBRUN",
+                "SUBMITTED",
+                "ENDED",
+                "AGE",
+            ],
+        || format!("columns: {header:?}\n{out}"),
+    )?;
+    let row: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure(
+        row.first() == Some(&"cols")
+            && row.get(1) == Some(&"Running")
+            && row.contains(&jr.as_str()),
+        || format!("row: {row:?}"),
+    )?;
 
-    let (ok, out, errs) = env.kubectl(&["get", "sparkjobruns", "-n", &ns, "-o", "wide"], None, false).await?;
+    let (ok, out, errs) = env
+        .kubectl(
+            &["get", "sparkjobruns", "-n", &ns, "-o", "wide"],
+            None,
+            false,
+        )
+        .await?;
     ensure(ok, || format!("kubectl get -o wide failed: {errs}"))?;
-    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
-    ensure(header.ends_with(&["WORKSPACE", "REGION", "WEBUI"]), || format!("wide columns: {header:?}"))?;
-    ensure(out.contains("w-e2e0000000001") && out.contains("cn-hangzhou"), || format!("wide row: {out}"))?;
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure(header.ends_with(&["WORKSPACE", "REGION", "WEBUI"]), || {
+        format!("wide columns: {header:?}")
+    })?;
+    ensure(
+        out.contains("w-e2e0000000001") && out.contains("cn-hangzhou"),
+        || format!("wide row: {out}"),
+    )?;
 
     for alias in ["sjr", "sparkjobrun", "spark"] {
-        let (ok, out, errs) = env.kubectl(&["get", alias, "-n", &ns, "-o", "name"], None, false).await?;
-        ensure(ok && out.contains("sparkjobrunref.emrspark.io/cols"), || format!("kubectl get {alias}: {out} {errs}"))?;
+        let (ok, out, errs) = env
+            .kubectl(&["get", alias, "-n", &ns, "-o", "name"], None, false)
+            .await?;
+        ensure(
+            ok && out.contains("sparkjobrunref.emrspark.io/cols"),
+            || format!("kubectl get {alias}: {out} {errs}"),
+        )?;
     }
     Ok(())
 }
@@ -117,45 +185,135 @@ pub async fn crd_columns_and_names(env: &'static Env) -> Result<(), String> {
 pub async fn invalid_specs_are_refused(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("invalid").await?;
     let doc = |name: &str, spec: &str| {
-        format!("apiVersion: emrspark.io/v1alpha1\nkind: SparkJobRunRef\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}")
+        format!(
+            "apiVersion: emrspark.io/v1alpha1\nkind: SparkJobRunRef\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}"
+        )
     };
     let ok_ids = "  workspaceId: w-abc\n  jobRunId: jr-abc\n";
     let too_long = format!("w-{}", "a".repeat(70));
     let cases: Vec<(String, &str)> = vec![
-        (doc("bad-a", "  workspaceId: x-123\n  jobRunId: jr-abc\n  regionId: cn-hangzhou\n"), "spec.workspaceId"),
-        (doc("bad-b", "  workspaceId: w-abc\n  jobRunId: jr_bad!\n  regionId: cn-hangzhou\n"), "spec.jobRunId"),
-        (doc("bad-c", "  jobRunId: jr-abc\n"), "spec.workspaceId: Required value"),
-        (doc("bad-d", "  workspaceId: w-abc\n"), "spec.jobRunId: Required value"),
-        (doc("bad-e", &format!("  workspaceId: {too_long}\n  jobRunId: jr-abc\n")), "spec.workspaceId: Too long"),
-        (doc("bad-f", &format!("{ok_ids}  regionId: CN_HANGZHOU\n")), "spec.regionId"),
-        (doc("bad-g", &format!("{ok_ids}  endpoint: http://emr-serverless-spark.cn-hangzhou.aliyuncs.com\n")), "spec.endpoint"),
-        (doc("bad-h", &format!("{ok_ids}  endpoint: https://collector.example.com\n")), "spec.endpoint"),
-        (doc("bad-i", &format!("{ok_ids}  pollInterval: soon\n")), "spec.pollInterval"),
-        (doc("bad-j", &format!("{ok_ids}  pollInterval: 0s\n")), "pollInterval must be between 1s and 24h"),
-        (doc("bad-k", &format!("{ok_ids}  pollInterval: 48h\n")), "pollInterval must be between 1s and 24h"),
-        (doc("bad-l", &format!("{ok_ids}  credentials:\n    secretRef:\n      name: Bad_Name\n")), "spec.credentials.secretRef.name"),
-        (doc("bad-m", &format!("{ok_ids}  credentials:\n    secretRef: {{}}\n")), "spec.credentials.secretRef.name: Required value"),
-        (doc("bad-n", &format!("{ok_ids}  color: blue\n")), "unknown field \"spec.color\""),
+        (
+            doc(
+                "bad-a",
+                "  workspaceId: x-123\n  jobRunId: jr-abc\n  regionId: cn-hangzhou\n",
+            ),
+            "spec.workspaceId",
+        ),
+        (
+            doc(
+                "bad-b",
+                "  workspaceId: w-abc\n  jobRunId: jr_bad!\n  regionId: cn-hangzhou\n",
+            ),
+            "spec.jobRunId",
+        ),
+        (
+            doc("bad-c", "  jobRunId: jr-abc\n"),
+            "spec.workspaceId: Required value",
+        ),
+        (
+            doc("bad-d", "  workspaceId: w-abc\n"),
+            "spec.jobRunId: Required value",
+        ),
+        (
+            doc(
+                "bad-e",
+                &format!("  workspaceId: {too_long}\n  jobRunId: jr-abc\n"),
+            ),
+            "spec.workspaceId: Too long",
+        ),
+        (
+            doc("bad-f", &format!("{ok_ids}  regionId: CN_HANGZHOU\n")),
+            "spec.regionId",
+        ),
+        (
+            doc(
+                "bad-g",
+                &format!(
+                    "{ok_ids}  endpoint: http://emr-serverless-spark.cn-hangzhou.aliyuncs.com\n"
+                ),
+            ),
+            "spec.endpoint",
+        ),
+        (
+            doc(
+                "bad-h",
+                &format!("{ok_ids}  endpoint: https://collector.example.com\n"),
+            ),
+            "spec.endpoint",
+        ),
+        (
+            doc("bad-i", &format!("{ok_ids}  pollInterval: soon\n")),
+            "spec.pollInterval",
+        ),
+        (
+            doc("bad-j", &format!("{ok_ids}  pollInterval: 0s\n")),
+            "pollInterval must be between 1s and 24h",
+        ),
+        (
+            doc("bad-k", &format!("{ok_ids}  pollInterval: 48h\n")),
+            "pollInterval must be between 1s and 24h",
+        ),
+        (
+            doc(
+                "bad-l",
+                &format!("{ok_ids}  credentials:\n    secretRef:\n      name: Bad_Name\n"),
+            ),
+            "spec.credentials.secretRef.name",
+        ),
+        (
+            doc(
+                "bad-m",
+                &format!("{ok_ids}  credentials:\n    secretRef: {{}}\n"),
+            ),
+            "spec.credentials.secretRef.name: Required value",
+        ),
+        (
+            doc("bad-n", &format!("{ok_ids}  color: blue\n")),
+            "unknown field \"spec.color\"",
+        ),
     ];
     let mut failures = Vec::new();
     for (yaml, needle) in &cases {
-        let (ok, out, errs) = env.kubectl(&["apply", "-f", "-"], Some(yaml), false).await?;
+        let (ok, out, errs) = env
+            .kubectl(&["apply", "-f", "-"], Some(yaml), false)
+            .await?;
         if ok || !errs.contains(needle) {
-            failures.push(format!("expected refusal naming {needle:?}; ok={ok} out={out} err={errs}"));
+            failures.push(format!(
+                "expected refusal naming {needle:?}; ok={ok} out={out} err={errs}"
+            ));
         }
     }
     // Immutable identity.
-    let valid = doc("immutable", "  workspaceId: w-abc\n  jobRunId: jr-abc\n  regionId: cn-hangzhou\n");
-    let (ok, _, errs) = env.kubectl(&["apply", "-f", "-"], Some(&valid), false).await?;
+    let valid = doc(
+        "immutable",
+        "  workspaceId: w-abc\n  jobRunId: jr-abc\n  regionId: cn-hangzhou\n",
+    );
+    let (ok, _, errs) = env
+        .kubectl(&["apply", "-f", "-"], Some(&valid), false)
+        .await?;
     ensure(ok, || format!("valid object refused: {errs}"))?;
     let changes = [
-        ("  workspaceId: w-other\n  jobRunId: jr-abc\n  regionId: cn-hangzhou\n", "workspaceId is immutable"),
-        ("  workspaceId: w-abc\n  jobRunId: jr-other\n  regionId: cn-hangzhou\n", "jobRunId is immutable"),
-        ("  workspaceId: w-abc\n  jobRunId: jr-abc\n  regionId: cn-beijing\n", "regionId is immutable"),
-        ("  workspaceId: w-abc\n  jobRunId: jr-abc\n", "regionId is immutable"),
+        (
+            "  workspaceId: w-other\n  jobRunId: jr-abc\n  regionId: cn-hangzhou\n",
+            "workspaceId is immutable",
+        ),
+        (
+            "  workspaceId: w-abc\n  jobRunId: jr-other\n  regionId: cn-hangzhou\n",
+            "jobRunId is immutable",
+        ),
+        (
+            "  workspaceId: w-abc\n  jobRunId: jr-abc\n  regionId: cn-beijing\n",
+            "regionId is immutable",
+        ),
+        (
+            "  workspaceId: w-abc\n  jobRunId: jr-abc\n",
+            "regionId is immutable",
+        ),
     ];
     for (s, needle) in changes {
-        let (ok, out, errs) = env.kubectl(&["apply", "-f", "-"], Some(&doc("immutable", s)), false).await?;
+        let (ok, out, errs) = env
+            .kubectl(&["apply", "-f", "-"], Some(&doc("immutable", s)), false)
+            .await?;
         if ok || !errs.contains(needle) {
             failures.push(format!("expected {needle:?}; ok={ok} out={out} err={errs}"));
         }
@@ -174,7 +332,14 @@ pub async fn run_that_succeeds(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("success").await?;
     let jr = unique("jr-ok");
     env.sim
-        .add_run(run_script(&jr, vec![phase("Submitted", Some(5.0), None), phase("Running", Some(4.0), None), phase("Success", None, None)]))
+        .add_run(run_script(
+            &jr,
+            vec![
+                phase("Submitted", Some(5.0), None),
+                phase("Running", Some(4.0), None),
+                phase("Success", None, None),
+            ],
+        ))
         .map_err(|e| e.to_string())?;
     env.create(&ns, "ok", spec(&jr)).await?;
 
@@ -185,7 +350,11 @@ pub async fn run_that_succeeds(env: &'static Env) -> Result<(), String> {
     let final_status = loop {
         let s = env.status(&ns, "ok").await?;
         if let Some(state) = s.state.clone() {
-            let want = expected(&Knowledge::State { state: &state, reason_code: None, reason_message: None });
+            let want = expected(&Knowledge::State {
+                state: &state,
+                reason_code: None,
+                reason_message: None,
+            });
             if outcome_of(&s) != want {
                 mismatches.push(format!("{state}: {:?} != {want:?}", outcome_of(&s)));
             }
@@ -202,34 +371,70 @@ pub async fn run_that_succeeds(env: &'static Env) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(150)).await;
     };
     ensure(mismatches.is_empty(), || mismatches.join("\n"))?;
-    ensure(seen == ["Submitted", "Running", "Success"], || format!("states seen: {seen:?}"))?;
+    ensure(seen == ["Submitted", "Running", "Success"], || {
+        format!("states seen: {seen:?}")
+    })?;
 
-    for cond in ["condition=Finished", "condition=Succeeded", "jsonpath={.status.state}=Success"] {
+    for cond in [
+        "condition=Finished",
+        "condition=Succeeded",
+        "jsonpath={.status.state}=Success",
+    ] {
         let arg = format!("--for={cond}");
-        let (ok, _, errs) = env.kubectl(&["wait", &arg, "--timeout=20s", "-n", &ns, "sparkjobrun/ok"], None, false).await?;
+        let (ok, _, errs) = env
+            .kubectl(
+                &["wait", &arg, "--timeout=20s", "-n", &ns, "sparkjobrun/ok"],
+                None,
+                false,
+            )
+            .await?;
         ensure(ok, || format!("kubectl wait {arg}: {errs}"))?;
     }
 
     let s = final_status;
     let log = s.log.clone().unwrap_or_default();
     ensure(
-        log.driver_std_out.is_some() && log.driver_std_error.is_some() && log.driver_syslog.is_some() && log.driver_startup.is_some(),
+        log.driver_std_out.is_some()
+            && log.driver_std_error.is_some()
+            && log.driver_syslog.is_some()
+            && log.driver_startup.is_some(),
         || format!("log paths missing: {log:?}"),
     )?;
-    ensure(s.submit_time.is_some() && s.end_time.is_some() && s.web_ui.is_some() && s.name.is_some(), || format!("fields missing: {s:?}"))?;
-    ensure(s.terminal == Some(true) && s.observed_generation == Some(1), || format!("terminal/generation: {s:?}"))?;
-    ensure(condition(&s, "Synced").map(|c| c.0) == Some("True"), || format!("Synced: {:?}", condition(&s, "Synced")))?;
+    ensure(
+        s.submit_time.is_some() && s.end_time.is_some() && s.web_ui.is_some() && s.name.is_some(),
+        || format!("fields missing: {s:?}"),
+    )?;
+    ensure(
+        s.terminal == Some(true) && s.observed_generation == Some(1),
+        || format!("terminal/generation: {s:?}"),
+    )?;
+    ensure(condition(&s, "Synced").map(|c| c.0) == Some("True"), || {
+        format!("Synced: {:?}", condition(&s, "Synced"))
+    })?;
 
     // One event per transition, no more.
     let events = env.events(&ns, "ok").await?;
-    let reasons: Vec<String> = events.iter().map(|e| e.reason.clone().unwrap_or_default()).collect();
-    ensure(reasons == ["Submitted", "Running", "Succeeded"], || format!("event reasons: {reasons:?}"))?;
-    ensure(events.iter().all(|e| e.series.is_none()), || "an event was repeated".to_string())?;
+    let reasons: Vec<String> = events
+        .iter()
+        .map(|e| e.reason.clone().unwrap_or_default())
+        .collect();
+    ensure(reasons == ["Submitted", "Running", "Succeeded"], || {
+        format!("event reasons: {reasons:?}")
+    })?;
+    ensure(events.iter().all(|e| e.series.is_none()), || {
+        "an event was repeated".to_string()
+    })?;
 
     // A finished run costs nothing.
     let calls = env.sim.calls_for(&jr);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    ensure(env.sim.calls_for(&jr) == calls, || format!("calls after Success: {} -> {}", calls, env.sim.calls_for(&jr)))
+    ensure(env.sim.calls_for(&jr) == calls, || {
+        format!(
+            "calls after Success: {} -> {}",
+            calls,
+            env.sim.calls_for(&jr)
+        )
+    })
 }
 
 pub async fn run_that_fails(env: &'static Env) -> Result<(), String> {
@@ -247,23 +452,56 @@ pub async fn run_that_fails(env: &'static Env) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     env.create(&ns, "bad", spec(&jr)).await?;
     let (ok, _, errs) = env
-        .kubectl(&["wait", "--for=condition=Finished", "--timeout=30s", "-n", &ns, "sjr/bad"], None, false)
+        .kubectl(
+            &[
+                "wait",
+                "--for=condition=Finished",
+                "--timeout=30s",
+                "-n",
+                &ns,
+                "sjr/bad",
+            ],
+            None,
+            false,
+        )
         .await?;
     ensure(ok, || format!("kubectl wait Finished: {errs}"))?;
     let s = env.status(&ns, "bad").await?;
-    ensure(s.state.as_deref() == Some("Failed"), || format!("state {:?}", s.state))?;
-    let want = [("Finished", "True"), ("Failed", "True"), ("Stalled", "True"), ("Succeeded", "False"), ("Ready", "False")];
+    ensure(s.state.as_deref() == Some("Failed"), || {
+        format!("state {:?}", s.state)
+    })?;
+    let want = [
+        ("Finished", "True"),
+        ("Failed", "True"),
+        ("Stalled", "True"),
+        ("Succeeded", "False"),
+        ("Ready", "False"),
+    ];
     for (t, st) in want {
-        ensure(condition(&s, t).map(|c| c.0) == Some(st), || format!("{t}: {:?}", condition(&s, t)))?;
+        ensure(condition(&s, t).map(|c| c.0) == Some(st), || {
+            format!("{t}: {:?}", condition(&s, t))
+        })?;
     }
     let stalled = condition(&s, "Stalled").map(|c| c.2).unwrap_or_default();
-    ensure(stalled.contains("ERR-200001") && stalled.contains("executor lost"), || format!("Stalled message: {stalled}"))?;
-    ensure(condition(&s, "Reconciling").is_none(), || "Reconciling still set".into())?;
+    ensure(
+        stalled.contains("ERR-200001") && stalled.contains("executor lost"),
+        || format!("Stalled message: {stalled}"),
+    )?;
+    ensure(condition(&s, "Reconciling").is_none(), || {
+        "Reconciling still set".into()
+    })?;
     let reason = s.state_change_reason.clone().unwrap_or_default();
-    ensure(reason.code.as_deref() == Some("ERR-200001"), || format!("stateChangeReason {reason:?}"))?;
+    ensure(reason.code.as_deref() == Some("ERR-200001"), || {
+        format!("stateChangeReason {reason:?}")
+    })?;
     let events = env.events(&ns, "bad").await?;
-    let failed_event = events.iter().find(|e| e.reason.as_deref() == Some("Failed"));
-    ensure(failed_event.is_some_and(|e| e.type_.as_deref() == Some("Warning")), || format!("events: {events:?}"))
+    let failed_event = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Failed"));
+    ensure(
+        failed_event.is_some_and(|e| e.type_.as_deref() == Some("Warning")),
+        || format!("events: {events:?}"),
+    )
 }
 
 pub async fn job_run_not_found(env: &'static Env) -> Result<(), String> {
@@ -278,20 +516,38 @@ pub async fn job_run_not_found(env: &'static Env) -> Result<(), String> {
         }
     })
     .await?;
-    ensure(outcome_of(&s) == expected(&Knowledge::NotFound { message: "" }), || format!("conditions {:?}", s.conditions))?;
-    ensure(condition(&s, "Synced").map(|c| (c.0, c.1)) == Some(("False", "JobRunNotFound")), || format!("{:?}", condition(&s, "Synced")))?;
+    ensure(
+        outcome_of(&s) == expected(&Knowledge::NotFound { message: "" }),
+        || format!("conditions {:?}", s.conditions),
+    )?;
+    ensure(
+        condition(&s, "Synced").map(|c| (c.0, c.1)) == Some(("False", "JobRunNotFound")),
+        || format!("{:?}", condition(&s, "Synced")),
+    )?;
     let events = env.events(&ns, "ghost").await?;
-    ensure(events.iter().any(|e| e.reason.as_deref() == Some("JobRunNotFound")), || format!("events {events:?}"))?;
+    ensure(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("JobRunNotFound")),
+        || format!("events {events:?}"),
+    )?;
     // The run appears (for example it was created late): the operator notices on its slow recheck.
-    env.sim.add_run(held(&jr, "Running")).map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(held(&jr, "Running"))
+        .map_err(|e| e.to_string())?;
     let s = wait_state(env, &ns, "ghost", "Running").await?;
-    ensure(condition(&s, "Stalled").is_none() && condition(&s, "Synced").map(|c| c.0) == Some("True"), || format!("{:?}", s.conditions))
+    ensure(
+        condition(&s, "Stalled").is_none() && condition(&s, "Synced").map(|c| c.0) == Some("True"),
+        || format!("{:?}", s.conditions),
+    )
 }
 
 fn with_secret(job_run_id: &str, secret: &str) -> SparkJobRunRefSpec {
     SparkJobRunRefSpec {
         credentials: Some(CredentialsSource {
-            secret_ref: Some(SecretReference { name: secret.into() }),
+            secret_ref: Some(SecretReference {
+                name: secret.into(),
+            }),
         }),
         ..spec(job_run_id)
     }
@@ -300,41 +556,95 @@ fn with_secret(job_run_id: &str, secret: &str) -> SparkJobRunRefSpec {
 pub async fn wrong_credentials_then_fixed(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("wrongkey").await?;
     let jr = unique("jr-creds");
-    env.sim.add_run(held(&jr, "Running")).map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(held(&jr, "Running"))
+        .map_err(|e| e.to_string())?;
     let wrong_secret = "not-the-right-secret-value-0123";
-    env.put_secret(&ns, "emr-ak", &[("accessKeyId", ACCESS_KEY_ID), ("accessKeySecret", wrong_secret)]).await?;
+    env.put_secret(
+        &ns,
+        "emr-ak",
+        &[
+            ("accessKeyId", ACCESS_KEY_ID),
+            ("accessKeySecret", wrong_secret),
+        ],
+    )
+    .await?;
     env.create(&ns, "creds", with_secret(&jr, "emr-ak")).await?;
     let s = wait_synced(env, &ns, "creds", "False", "Unauthorized").await?;
-    let msg = condition(&s, "Synced").map(|c| c.2).unwrap_or_default().to_owned();
-    ensure(msg.contains("SignatureDoesNotMatch"), || format!("Synced message: {msg}"))?;
-    ensure(s.state.is_none(), || format!("state appeared: {:?}", s.state))?;
+    let msg = condition(&s, "Synced")
+        .map(|c| c.2)
+        .unwrap_or_default()
+        .to_owned();
+    ensure(msg.contains("SignatureDoesNotMatch"), || {
+        format!("Synced message: {msg}")
+    })?;
+    ensure(s.state.is_none(), || {
+        format!("state appeared: {:?}", s.state)
+    })?;
     // Right key: the operator recovers on its recheck.
-    env.put_secret(&ns, "emr-ak", &[("accessKeyId", ACCESS_KEY_ID), ("accessKeySecret", &env.secret)]).await?;
+    env.put_secret(
+        &ns,
+        "emr-ak",
+        &[
+            ("accessKeyId", ACCESS_KEY_ID),
+            ("accessKeySecret", &env.secret),
+        ],
+    )
+    .await?;
     wait_synced(env, &ns, "creds", "True", "Polled").await?;
     let s = wait_state(env, &ns, "creds", "Running").await?;
     // No secret value in status or events.
     let events = env.events(&ns, "creds").await?;
-    let dump = format!("{}{}", serde_json::to_string(&s).unwrap_or_default(), serde_json::to_string(&events).unwrap_or_default());
-    ensure(!dump.contains(wrong_secret) && !dump.contains(&env.secret), || "a secret value leaked into status or events".into())?;
+    let dump = format!(
+        "{}{}",
+        serde_json::to_string(&s).unwrap_or_default(),
+        serde_json::to_string(&events).unwrap_or_default()
+    );
+    ensure(
+        !dump.contains(wrong_secret) && !dump.contains(&env.secret),
+        || "a secret value leaked into status or events".into(),
+    )?;
     let reasons: Vec<_> = events.iter().filter_map(|e| e.reason.clone()).collect();
-    ensure(reasons.contains(&"Unauthorized".to_string()) && reasons.contains(&"Recovered".to_string()), || format!("events {reasons:?}"))
+    ensure(
+        reasons.contains(&"Unauthorized".to_string()) && reasons.contains(&"Recovered".to_string()),
+        || format!("events {reasons:?}"),
+    )
 }
 
 pub async fn missing_secret_then_created(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("nosecret").await?;
     let jr = unique("jr-nosecret");
-    env.sim.add_run(held(&jr, "Pending")).map_err(|e| e.to_string())?;
-    env.create(&ns, "waiting", with_secret(&jr, "later")).await?;
+    env.sim
+        .add_run(held(&jr, "Pending"))
+        .map_err(|e| e.to_string())?;
+    env.create(&ns, "waiting", with_secret(&jr, "later"))
+        .await?;
     let s = wait_synced(env, &ns, "waiting", "False", "SecretNotFound").await?;
     let msg = condition(&s, "Synced").map(|c| c.2).unwrap_or_default();
-    ensure(msg.contains(&format!("{ns}/later")), || format!("message does not name the Secret: {msg}"))?;
-    ensure(condition(&s, "Ready").map(|c| c.1) == Some("Initializing"), || format!("{:?}", s.conditions))?;
+    ensure(msg.contains(&format!("{ns}/later")), || {
+        format!("message does not name the Secret: {msg}")
+    })?;
+    ensure(
+        condition(&s, "Ready").map(|c| c.1) == Some("Initializing"),
+        || format!("{:?}", s.conditions),
+    )?;
     // The Secret appears without the secret key: the condition names the key.
-    env.put_secret(&ns, "later", &[("accessKeyId", ACCESS_KEY_ID)]).await?;
+    env.put_secret(&ns, "later", &[("accessKeyId", ACCESS_KEY_ID)])
+        .await?;
     let s = wait_synced(env, &ns, "waiting", "False", "SecretKeyMissing").await?;
     let msg = condition(&s, "Synced").map(|c| c.2).unwrap_or_default();
-    ensure(msg.contains("accessKeySecret"), || format!("message does not name the key: {msg}"))?;
-    env.put_secret(&ns, "later", &[("accessKeyId", ACCESS_KEY_ID), ("accessKeySecret", &env.secret)]).await?;
+    ensure(msg.contains("accessKeySecret"), || {
+        format!("message does not name the key: {msg}")
+    })?;
+    env.put_secret(
+        &ns,
+        "later",
+        &[
+            ("accessKeyId", ACCESS_KEY_ID),
+            ("accessKeySecret", &env.secret),
+        ],
+    )
+    .await?;
     wait_state(env, &ns, "waiting", "Pending").await?;
     Ok(())
 }
@@ -342,7 +652,9 @@ pub async fn missing_secret_then_created(env: &'static Env) -> Result<(), String
 pub async fn quiet_run_writes_nothing(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("quiet").await?;
     let jr = unique("jr-quiet");
-    env.sim.add_run(held(&jr, "Running")).map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(held(&jr, "Running"))
+        .map_err(|e| e.to_string())?;
     env.create(&ns, "quiet", spec(&jr)).await?;
     wait_state(env, &ns, "quiet", "Running").await?;
     // Let the transition's own write settle, then watch.
@@ -352,32 +664,58 @@ pub async fn quiet_run_writes_nothing(env: &'static Env) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let after = env.get(&ns, "quiet").await?.metadata.resource_version;
     let calls = env.sim.calls_for(&jr) - calls_before;
-    ensure(calls >= 3, || format!("only {calls} polls in 6s: the run is not being polled"))?;
-    ensure(before == after, || format!("resourceVersion moved {before:?} -> {after:?} over {calls} unchanged polls"))
+    ensure(calls >= 3, || {
+        format!("only {calls} polls in 6s: the run is not being polled")
+    })?;
+    ensure(before == after, || {
+        format!("resourceVersion moved {before:?} -> {after:?} over {calls} unchanged polls")
+    })
 }
 
 pub async fn api_trouble_keeps_outcome(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("trouble").await?;
     let jr = unique("jr-trouble");
-    env.sim.add_run(held(&jr, "Running")).map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(held(&jr, "Running"))
+        .map_err(|e| e.to_string())?;
     env.create(&ns, "flaky", spec(&jr)).await?;
     let good = wait_state(env, &ns, "flaky", "Running").await?;
     let faults = [
         (FaultKind::ServiceUnavailable, "ServiceUnavailable"),
         (FaultKind::MalformedJson, "InvalidResponse"),
         (FaultKind::HtmlErrorPage, "ServiceUnavailable"),
-        (FaultKind::Throttling { status: 400, retry_after_ms: Some(700), code: "Throttling.User".into() }, "Throttled"),
+        (
+            FaultKind::Throttling {
+                status: 400,
+                retry_after_ms: Some(700),
+                code: "Throttling.User".into(),
+            },
+            "Throttled",
+        ),
         (FaultKind::ForbiddenRam, "Forbidden"),
     ];
     for (kind, reason) in faults {
         env.sim
-            .inject(Fault { kind, job_run_id: Some(jr.clone()), times: None })
+            .inject(Fault {
+                kind,
+                job_run_id: Some(jr.clone()),
+                times: None,
+            })
             .map_err(|e| e.to_string())?;
         let s = wait_synced(env, &ns, "flaky", "False", reason).await?;
-        ensure(s.state == good.state && outcome_of(&s) == outcome_of(&good), || {
-            format!("{reason}: outcome changed: {:?} vs {:?}", s.conditions, good.conditions)
-        })?;
-        ensure(s.log == good.log && s.submit_time == good.submit_time, || format!("{reason}: fields lost"))?;
+        ensure(
+            s.state == good.state && outcome_of(&s) == outcome_of(&good),
+            || {
+                format!(
+                    "{reason}: outcome changed: {:?} vs {:?}",
+                    s.conditions, good.conditions
+                )
+            },
+        )?;
+        ensure(
+            s.log == good.log && s.submit_time == good.submit_time,
+            || format!("{reason}: fields lost"),
+        )?;
         env.sim.clear_faults();
         wait_synced(env, &ns, "flaky", "True", "Polled").await?;
     }
@@ -386,12 +724,26 @@ pub async fn api_trouble_keeps_outcome(env: &'static Env) -> Result<(), String> 
 
 pub async fn operator_rights_are_minimal(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("rbac").await?;
-    let (ok, _, errs) = env.kubectl(&["get", "secrets", "-n", &ns], None, true).await?;
-    ensure(!ok && errs.contains("forbidden"), || format!("operator could list secrets: {errs}"))?;
-    let (ok, _, errs) = env.kubectl(&["create", "configmap", "x", "-n", &ns], None, true).await?;
-    ensure(!ok && errs.contains("forbidden"), || format!("operator could create a configmap: {errs}"))?;
-    let (ok, _, _) = env.kubectl(&["get", "sparkjobruns", "-A"], None, true).await?;
+    let (ok, _, errs) = env
+        .kubectl(&["get", "secrets", "-n", &ns], None, true)
+        .await?;
+    ensure(!ok && errs.contains("forbidden"), || {
+        format!("operator could list secrets: {errs}")
+    })?;
+    let (ok, _, errs) = env
+        .kubectl(&["create", "configmap", "x", "-n", &ns], None, true)
+        .await?;
+    ensure(!ok && errs.contains("forbidden"), || {
+        format!("operator could create a configmap: {errs}")
+    })?;
+    let (ok, _, _) = env
+        .kubectl(&["get", "sparkjobruns", "-A"], None, true)
+        .await?;
     ensure(ok, || "operator cannot list sparkjobruns".into())?;
-    let (ok, out, _) = env.kubectl(&["auth", "can-i", "update", "sparkjobruns"], None, true).await?;
-    ensure(!ok || out.trim() == "no", || "operator may update specs".into())
+    let (ok, out, _) = env
+        .kubectl(&["auth", "can-i", "update", "sparkjobruns"], None, true)
+        .await?;
+    ensure(!ok || out.trim() == "no", || {
+        "operator may update specs".into()
+    })
 }

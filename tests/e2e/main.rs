@@ -19,22 +19,43 @@ type TestFn = fn(&'static Env) -> futures::future::BoxFuture<'static, Result<(),
 
 fn tests() -> Vec<(&'static str, TestFn)> {
     vec![
-        ("crd_columns_and_names", |e| cases::crd_columns_and_names(e).boxed()),
-        ("invalid_specs_are_refused", |e| cases::invalid_specs_are_refused(e).boxed()),
+        ("crd_columns_and_names", |e| {
+            cases::crd_columns_and_names(e).boxed()
+        }),
+        ("invalid_specs_are_refused", |e| {
+            cases::invalid_specs_are_refused(e).boxed()
+        }),
         ("run_that_succeeds", |e| cases::run_that_succeeds(e).boxed()),
         ("run_that_fails", |e| cases::run_that_fails(e).boxed()),
         ("job_run_not_found", |e| cases::job_run_not_found(e).boxed()),
-        ("wrong_credentials_then_fixed", |e| cases::wrong_credentials_then_fixed(e).boxed()),
-        ("missing_secret_then_created", |e| cases::missing_secret_then_created(e).boxed()),
-        ("quiet_run_writes_nothing", |e| cases::quiet_run_writes_nothing(e).boxed()),
-        ("api_trouble_keeps_outcome", |e| cases::api_trouble_keeps_outcome(e).boxed()),
-        ("operator_rights_are_minimal", |e| cases::operator_rights_are_minimal(e).boxed()),
+        ("wrong_credentials_then_fixed", |e| {
+            cases::wrong_credentials_then_fixed(e).boxed()
+        }),
+        ("missing_secret_then_created", |e| {
+            cases::missing_secret_then_created(e).boxed()
+        }),
+        ("quiet_run_writes_nothing", |e| {
+            cases::quiet_run_writes_nothing(e).boxed()
+        }),
+        ("api_trouble_keeps_outcome", |e| {
+            cases::api_trouble_keeps_outcome(e).boxed()
+        }),
+        ("operator_rights_are_minimal", |e| {
+            cases::operator_rights_are_minimal(e).boxed()
+        }),
     ]
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("e2e: cannot build the tokio runtime: {e}");
@@ -54,7 +75,9 @@ fn main() {
         let env: &'static Env = Box::leak(Box::new(env));
         let selected: Vec<_> = tests()
             .into_iter()
-            .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+            .filter(|(name, _)| {
+                filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
+            })
             .collect();
         println!("running {} end-to-end tests", selected.len());
         // Independent tests run concurrently: each has its own namespace and job run ids.

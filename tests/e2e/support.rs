@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
-use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
 use sparkjobrun_operator::client::{HttpJobRunService, Timeouts};
 use sparkjobrun_operator::controller::{self, Context, RateLimit, Settings};
 use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
@@ -45,15 +45,23 @@ fn err(e: impl std::fmt::Display) -> String {
 
 impl Env {
     pub async fn start() -> Result<Self, String> {
-        let plane = ControlPlane::start(ControlPlaneOptions::default()).await.map_err(err)?;
+        let plane = ControlPlane::start(ControlPlaneOptions::default())
+            .await
+            .map_err(err)?;
         let admin = plane.admin_client().map_err(err)?;
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         plane
             .apply_yaml_file(repo.join("crds/sparkjobruns.emrspark.io.yaml"))
             .await
             .map_err(err)?;
-        plane.wait_crd_established("sparkjobruns.emrspark.io").await.map_err(err)?;
-        plane.apply_yaml_file(repo.join("tests/e2e/operator-rbac.yaml")).await.map_err(err)?;
+        plane
+            .wait_crd_established("sparkjobruns.emrspark.io")
+            .await
+            .map_err(err)?;
+        plane
+            .apply_yaml_file(repo.join("tests/e2e/operator-rbac.yaml"))
+            .await
+            .map_err(err)?;
 
         let secret = format!("e2e-secret-{}", hex::encode(rand::random::<[u8; 12]>()));
         let sim = Simulator::start(SimulatorConfig {
@@ -97,7 +105,12 @@ impl Env {
         })
         .map_err(err)?;
         let creds = Credentials::new(ACCESS_KEY_ID, secret.as_str());
-        let ctx = Arc::new(Context::new(operator_client, service, settings, Ok(Some(creds))));
+        let ctx = Arc::new(Context::new(
+            operator_client,
+            service,
+            settings,
+            Ok(Some(creds)),
+        ));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let operator = tokio::spawn(controller::run(ctx.clone(), async move {
             let _ = rx.await;
@@ -137,7 +150,8 @@ impl Env {
 
     pub async fn namespace(&self, prefix: &str) -> Result<String, String> {
         let name = format!("{prefix}-{}", hex::encode(rand::random::<[u8; 3]>()));
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).map_err(err)?;
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).map_err(err)?;
         Api::<Namespace>::all(self.admin.clone())
             .create(&PostParams::default(), &ns)
             .await
@@ -149,9 +163,17 @@ impl Env {
         Api::namespaced(self.admin.clone(), ns)
     }
 
-    pub async fn create(&self, ns: &str, name: &str, spec: SparkJobRunRefSpec) -> Result<(), String> {
+    pub async fn create(
+        &self,
+        ns: &str,
+        name: &str,
+        spec: SparkJobRunRefSpec,
+    ) -> Result<(), String> {
         let obj = SparkJobRunRef::new(name, spec);
-        self.runs(ns).create(&PostParams::default(), &obj).await.map_err(err)?;
+        self.runs(ns)
+            .create(&PostParams::default(), &obj)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -163,7 +185,12 @@ impl Env {
         Ok(self.get(ns, name).await?.status.unwrap_or_default())
     }
 
-    pub async fn put_secret(&self, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<(), String> {
+    pub async fn put_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        data: &[(&str, &str)],
+    ) -> Result<(), String> {
         let mut string_data = serde_json::Map::new();
         for (k, v) in data {
             string_data.insert((*k).into(), serde_json::Value::String((*v).into()));
@@ -201,11 +228,24 @@ impl Env {
     }
 
     /// Runs the built kubectl; `stdin` is piped in when given.
-    pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>, as_operator: bool) -> Result<(bool, String, String), String> {
-        let kubeconfig = if as_operator { &self.operator_kubeconfig } else { &self.admin_kubeconfig };
+    pub async fn kubectl(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        as_operator: bool,
+    ) -> Result<(bool, String, String), String> {
+        let kubeconfig = if as_operator {
+            &self.operator_kubeconfig
+        } else {
+            &self.admin_kubeconfig
+        };
         let mut cmd = tokio::process::Command::new(&self.kubectl);
         cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| format!("spawning kubectl: {e}"))?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -236,13 +276,18 @@ where
             Err(e) => last = e,
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(format!("timed out after {timeout:?} waiting for {what}; last: {last}"));
+            return Err(format!(
+                "timed out after {timeout:?} waiting for {what}; last: {last}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-pub fn condition<'a>(s: &'a SparkJobRunRefStatus, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+pub fn condition<'a>(
+    s: &'a SparkJobRunRefStatus,
+    type_: &str,
+) -> Option<(&'a str, &'a str, &'a str)> {
     s.conditions
         .iter()
         .find(|c| c.type_ == type_)
