@@ -279,6 +279,9 @@ fn apiserver_args(
         "--allow-privileged=true".into(),
         // No controller manager creates default service accounts.
         "--disable-admission-plugins=ServiceAccount".into(),
+        // The reconciler would publish 127.0.0.1 as the `kubernetes` Service's
+        // endpoint, which validation rejects (loopback), logging an error every 10 s.
+        "--endpoint-reconciler-type=none".into(),
     ];
     args.extend(extra.iter().cloned());
     args
