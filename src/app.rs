@@ -8,7 +8,7 @@ use tracing::info;
 use crate::cli::{GetJobRunArgs, LogFormat, OutputFormat, RunArgs};
 use crate::client::{GetJobRunRequest, HttpJobRunService, JobRunService};
 use crate::controller::{self, Context};
-use crate::credentials::{self, CredentialsError};
+use crate::credentials::{self, CredentialProvider, CredentialsError};
 use crate::endpoint;
 use crate::mapping::{self, PollOutcome, StatusContext};
 
@@ -74,14 +74,14 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     let settings = args
         .settings()
         .map_err(|e| AppError::Config(e.to_string()))?;
-    let env_credentials = credentials::from_env(env_lookup);
-    match &env_credentials {
-        Ok(Some(c)) => info!(
-            source = "environment",
+    let provider = credentials::StaticProvider::from_env(env_lookup);
+    match provider.credentials().await {
+        Ok(c) => info!(
+            source = provider.source(),
             sts = c.security_token.is_some(),
             "operator credentials found"
         ),
-        Ok(None) => info!(
+        Err(CredentialsError::NoneConfigured) => info!(
             "no operator credentials in the environment; only objects with spec.credentials.secretRef can be read"
         ),
         Err(e) => {
@@ -96,7 +96,7 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         rate_limit = settings.rate.per_second,
         "starting controller"
     );
-    let ctx = Arc::new(Context::new(client, service, settings, env_credentials));
+    let ctx = Arc::new(Context::new(client, service, settings, Arc::new(provider)));
     controller::run(ctx, shutdown_signal()).await;
     info!("controller stopped");
     Ok(())
@@ -105,9 +105,10 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
 /// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the
 /// status exactly as the controller would write it.
 pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
-    let creds = credentials::from_env(env_lookup)
-        .map_err(AppError::Credentials)?
-        .ok_or(AppError::Credentials(CredentialsError::NoneConfigured))?;
+    let creds = credentials::StaticProvider::from_env(env_lookup)
+        .credentials()
+        .await
+        .map_err(AppError::Credentials)?;
     let endpoint = match &args.service.endpoint {
         Some(e) => endpoint::parse(e),
         None => endpoint::for_region(&args.region_id, args.service.network),

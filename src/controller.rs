@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::client::{ApiErrorKind, GetJobRunRequest, JobRunService};
 use crate::conditions::{self, SYNCED};
 use crate::crd::{SparkJobRunRef, SparkJobRunRefStatus};
-use crate::credentials::{self, CredentialsError};
+use crate::credentials::{self, CredentialProvider};
 use crate::endpoint::{self, AllowList, Endpoint, Network};
 use crate::error::Error;
 use crate::mapping::{self, PollOutcome, StatusContext};
@@ -129,7 +129,7 @@ pub struct Context<S> {
     pub client: kube::Client,
     pub service: S,
     pub settings: Settings,
-    pub env_credentials: Result<Option<Credentials>, CredentialsError>,
+    pub credentials: Arc<dyn CredentialProvider>,
     pub counters: Counters,
     limiter: DefaultDirectRateLimiter,
     recorder: Recorder,
@@ -141,7 +141,7 @@ impl<S: JobRunService> Context<S> {
         client: kube::Client,
         service: S,
         settings: Settings,
-        env_credentials: Result<Option<Credentials>, CredentialsError>,
+        credentials: Arc<dyn CredentialProvider>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -153,7 +153,7 @@ impl<S: JobRunService> Context<S> {
             client,
             service,
             settings,
-            env_credentials,
+            credentials,
             counters: Counters::default(),
             schedules: Mutex::new(HashMap::new()),
         }
@@ -275,17 +275,11 @@ async fn resolve_credentials<S: JobRunService>(
             credentials::from_secret_data(&namespace, &r.name, &data)
                 .map_err(|source| Error::Credentials { object, source })
         }
-        None => match &ctx.env_credentials {
-            Ok(Some(c)) => Ok(c.clone()),
-            Ok(None) => Err(Error::Credentials {
-                object,
-                source: CredentialsError::NoneConfigured,
-            }),
-            Err(e) => Err(Error::Credentials {
-                object,
-                source: e.clone(),
-            }),
-        },
+        None => ctx
+            .credentials
+            .credentials()
+            .await
+            .map_err(|source| Error::Credentials { object, source }),
     }
 }
 

@@ -3,6 +3,8 @@
 //! the controller's job, on demand, with `get` only.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::secret::Secret;
 use crate::signer::Credentials;
@@ -40,6 +42,51 @@ pub enum CredentialsError {
         name: String,
         key: &'static str,
     },
+}
+
+/// The operator's own identity, asked for on every call so that temporary credentials can be
+/// refreshed behind it. Implementations never log or display secret values.
+pub trait CredentialProvider: Send + Sync + 'static {
+    fn credentials(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Credentials, CredentialsError>> + Send + '_>>;
+    /// Which source this is ("environment", ...), for logs.
+    fn source(&self) -> &'static str;
+}
+
+/// Fixed credentials (environment variables), or the reason there are none.
+#[derive(Debug, Clone)]
+pub struct StaticProvider {
+    credentials: Result<Credentials, CredentialsError>,
+    source: &'static str,
+}
+
+impl StaticProvider {
+    pub fn new(credentials: Result<Credentials, CredentialsError>, source: &'static str) -> Self {
+        Self {
+            credentials,
+            source,
+        }
+    }
+
+    /// The environment source: `ALIBABA_CLOUD_ACCESS_KEY_ID` and friends, read once.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let credentials = from_env(lookup).and_then(|c| c.ok_or(CredentialsError::NoneConfigured));
+        Self::new(credentials, "environment")
+    }
+}
+
+impl CredentialProvider for StaticProvider {
+    fn credentials(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Credentials, CredentialsError>> + Send + '_>> {
+        let result = self.credentials.clone();
+        Box::pin(async move { result })
+    }
+
+    fn source(&self) -> &'static str {
+        self.source
+    }
 }
 
 /// Reads the environment credentials through `lookup` (std::env::var in production).

@@ -14,6 +14,7 @@ use kube::api::{Api, ListParams, PostParams};
 use sparkjobrun_operator::client::{HttpJobRunService, Timeouts};
 use sparkjobrun_operator::controller::{self, Context, RateLimit, Settings};
 use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
+use sparkjobrun_operator::credentials::StaticProvider;
 use sparkjobrun_operator::devenv::{ControlPlane, ControlPlaneOptions};
 use sparkjobrun_operator::endpoint;
 use sparkjobrun_operator::policy::{BackoffPolicy, PollPolicy};
@@ -109,7 +110,7 @@ impl Env {
             operator_client,
             service,
             settings,
-            Ok(Some(creds)),
+            Arc::new(StaticProvider::new(Ok(creds), "test")),
         ));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let operator = tokio::spawn(controller::run(ctx.clone(), async move {
