@@ -1,16 +1,24 @@
 //! Wiring for each subcommand: build the real clients from the parsed flags and run.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kube::api::{Api, ListParams};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
 
 use kube::Client;
 use tracing::info;
 
-use crate::cli::{GetJobRunArgs, LogFormat, OutputFormat, RunArgs};
+use crate::cli::{GetJobRunArgs, LeaderElection, LogFormat, OutputFormat, RunArgs};
 use crate::client::{GetJobRunRequest, HttpJobRunService, JobRunService};
-use crate::controller::{self, Context};
+use crate::controller::{self, Context, Scope};
+use crate::crd::SparkJobRunRef;
 use crate::credentials::{self, CredentialProvider, CredentialsError};
 use crate::endpoint;
 use crate::mapping::{self, PollOutcome, StatusContext};
+use crate::server::{self, Readiness};
 
 /// Failures that end the process, each with the message the user sees.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +37,8 @@ pub enum AppError {
     Output(String),
     #[error("simulator: {0}")]
     Simulator(String),
+    #[error("leader election: {0}")]
+    Leader(String),
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -47,6 +57,7 @@ fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Resolves once SIGINT or SIGTERM arrives.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -69,10 +80,50 @@ async fn shutdown_signal() {
     info!("shutdown requested; finishing in-flight reconciles");
 }
 
+/// A shutdown flag many tasks can wait on.
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Lists the CRD until it answers (the operator is useless without it), marking readiness.
+async fn wait_for_crd(
+    client: &Client,
+    scope: &Scope,
+    readiness: &Readiness,
+    mut stop: watch::Receiver<bool>,
+) {
+    let api: Api<SparkJobRunRef> = match scope.namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => {
+                readiness.crd_found.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list SparkJobRunRef objects; is the CRD installed and are the RBAC rights granted? retrying in 5s")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// `sparkjobrun-operator run`.
 pub async fn run(args: RunArgs) -> Result<(), AppError> {
     let settings = args
         .settings()
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    let election = args
+        .leader_election()
         .map_err(|e| AppError::Config(e.to_string()))?;
     let provider = credentials::StaticProvider::from_env(env_lookup);
     match provider.credentials().await {
@@ -90,16 +141,130 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     }
     let client = Client::try_default().await.map_err(AppError::Kube)?;
     let service = HttpJobRunService::new(args.service.timeouts()).map_err(AppError::Http)?;
+    let scope = settings.scope.clone();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        service,
+        settings,
+        Arc::new(provider),
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let readiness = Arc::new(Readiness::default());
+    readiness
+        .leader_election
+        .store(election.is_some(), Ordering::Relaxed);
+    let health = ctx.health.clone();
+    let renderer_ctx = ctx.clone();
+    let (addr, server) = server::serve(
+        args.metrics_addr,
+        readiness.clone(),
+        Arc::new(move || health.synced.load(Ordering::Relaxed)),
+        Arc::new(move || renderer_ctx.render_metrics()),
+        wait_for(stop_rx.clone()),
+    )
+    .await
+    .map_err(|e| AppError::Config(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
+    info!(%addr, "serving /metrics, /livez and /readyz");
+
+    wait_for_crd(&client, &scope, &readiness, stop_rx.clone()).await;
     info!(
-        namespaces = ?settings.scope.namespaces,
-        label_selector = ?settings.scope.label_selector,
-        rate_limit = settings.rate.per_second,
+        namespaces = ?scope.namespaces,
+        label_selector = ?scope.label_selector,
         "starting controller"
     );
-    let ctx = Arc::new(Context::new(client, service, settings, Arc::new(provider)));
-    controller::run(ctx, shutdown_signal()).await;
-    info!("controller stopped");
-    Ok(())
+
+    let result = match election {
+        None => {
+            controller::run(ctx.clone(), wait_for(stop_rx.clone())).await;
+            Ok(())
+        }
+        Some(le) => run_as_leader(client, le, ctx.clone(), &readiness, stop_rx.clone()).await,
+    };
+    let _ = server.await;
+    info!("operator stopped");
+    result
+}
+
+/// Waits for the lease, reconciles while holding it, and gives it back on shutdown. Losing the
+/// lease ends the process with an error so that the pod restarts and competes again, rather than
+/// risking two replicas writing at once.
+async fn run_as_leader(
+    client: Client,
+    le: LeaderElection,
+    ctx: Arc<Context<HttpJobRunService>>,
+    readiness: &Readiness,
+    stop: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    let manager = LeaseManagerBuilder::new(client, &le.lease_name)
+        .with_namespace(&le.namespace)
+        .with_identity(&le.identity)
+        .with_duration(le.duration_secs)
+        .with_grace(le.grace_secs)
+        .with_field_manager(format!("{}-lease", controller::FIELD_MANAGER))
+        .build()
+        .await
+        .map_err(|e| AppError::Leader(e.to_string()))?;
+    let (mut leading, task) = manager.watch().await;
+    info!(lease = %le.lease_name, namespace = %le.namespace, identity = %le.identity, "waiting for the leader lease");
+    let mut stop_wait = stop.clone();
+    while !*leading.borrow_and_update() {
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() {
+                return Err(AppError::Leader("the lease manager stopped".into()));
+            },
+            _ = stop_wait.changed() => {
+                drop(leading);
+                let _ = task.await;
+                return Ok(());
+            }
+        }
+    }
+    info!(identity = %le.identity, "acquired the leader lease; reconciling");
+    readiness.leading.store(true, Ordering::Relaxed);
+    ctx.metrics.leader.set(1);
+
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let mut watch_leading = leading.clone();
+    let lost_watch = tokio::spawn(async move {
+        loop {
+            if watch_leading.changed().await.is_err() || !*watch_leading.borrow_and_update() {
+                let _ = lost_tx.send(true);
+                return;
+            }
+        }
+    });
+    let mut lost_flag = lost_rx.clone();
+    let stop_or_lost = {
+        let stop = wait_for(stop);
+        let lost = wait_for(lost_rx);
+        async move {
+            tokio::select! {
+                () = stop => {},
+                () = lost => {},
+            }
+        }
+    };
+    controller::run(ctx.clone(), stop_or_lost).await;
+    readiness.leading.store(false, Ordering::Relaxed);
+    ctx.metrics.leader.set(0);
+    lost_watch.abort();
+    let lost = *lost_flag.borrow_and_update();
+    // Dropping the receivers makes the manager release the lease, so a successor need not wait
+    // for it to expire.
+    drop(leading);
+    let _ = task.await;
+    if lost {
+        Err(AppError::Leader("lost the leader lease".into()))
+    } else {
+        info!("released the leader lease");
+        Ok(())
+    }
 }
 
 /// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the

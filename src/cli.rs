@@ -146,9 +146,41 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "SPARKJOBRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Name reported in events (the pod name in a cluster).
+    /// Name reported in events and used as the leader-election identity (the pod name).
     #[arg(long, env = "POD_NAME")]
     pub instance_name: Option<String>,
+    /// Address of the HTTP server for /metrics, /livez and /readyz.
+    #[arg(long, env = "SPARKJOBRUN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Only the replica holding a coordination.k8s.io Lease reconciles. Turn on when running more
+    /// than one replica; needs get/create/patch on leases.
+    #[arg(long, env = "SPARKJOBRUN_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    #[arg(
+        long,
+        env = "SPARKJOBRUN_LEADER_ELECTION_LEASE_NAME",
+        default_value = "sparkjobrun-operator"
+    )]
+    pub leader_election_lease_name: String,
+    /// How long a lease stays valid without renewal: the longest a failover takes.
+    #[arg(long, env = "SPARKJOBRUN_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub leader_election_lease_duration: Duration,
+    /// How long before expiry the leader renews (also the clock skew tolerated between nodes).
+    #[arg(long, env = "SPARKJOBRUN_LEADER_ELECTION_RENEW_GRACE", default_value = "5s", value_parser = duration)]
+    pub leader_election_renew_grace: Duration,
+}
+
+/// Leader-election settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+    pub duration_secs: u64,
+    pub grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -183,6 +215,39 @@ fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl RunArgs {
+    /// The leader-election settings, or `None` when it is off.
+    pub fn leader_election(&self) -> Result<Option<LeaderElection>, ConfigError> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let duration_secs = self.leader_election_lease_duration.as_secs();
+        let grace_secs = self.leader_election_renew_grace.as_secs();
+        if duration_secs < 2 {
+            return Err(invalid(
+                "leader-election-lease-duration",
+                "must be at least 2s",
+            ));
+        }
+        if grace_secs == 0 || grace_secs >= duration_secs {
+            return Err(invalid(
+                "leader-election-renew-grace",
+                "must be at least 1s and shorter than --leader-election-lease-duration",
+            ));
+        }
+        let identity = self
+            .instance_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("sparkjobrun-operator-{}", std::process::id()));
+        Ok(Some(LeaderElection {
+            namespace: self.leader_election_namespace.clone(),
+            lease_name: self.leader_election_lease_name.clone(),
+            identity,
+            duration_secs,
+            grace_secs,
+        }))
+    }
+
     /// Validates the flags and builds the controller settings.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         if self.min_poll_interval.is_zero() {
@@ -346,5 +411,37 @@ mod tests {
             assert!(err.to_string().starts_with(flag), "{args:?}: {err}");
         }
         assert!(run_args(&["--poll-running=soon"]).is_err());
+    }
+
+    #[test]
+    fn leader_election_flags() {
+        assert_eq!(run_args(&[]).expect("parses").leader_election(), Ok(None));
+        let le = run_args(&[
+            "--leader-election=true",
+            "--leader-election-namespace=ops",
+            "--instance-name=pod-a",
+            "--leader-election-lease-duration=20s",
+            "--leader-election-renew-grace=4s",
+        ])
+        .expect("parses")
+        .leader_election()
+        .expect("valid")
+        .expect("on");
+        assert_eq!(
+            (le.namespace.as_str(), le.identity.as_str()),
+            ("ops", "pod-a")
+        );
+        assert_eq!((le.duration_secs, le.grace_secs), (20, 4));
+        let err = run_args(&[
+            "--leader-election=true",
+            "--leader-election-renew-grace=15s",
+        ])
+        .expect("parses")
+        .leader_election()
+        .expect_err("grace >= duration");
+        assert!(
+            err.to_string().starts_with("--leader-election-renew-grace"),
+            "{err}"
+        );
     }
 }

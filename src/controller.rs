@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -26,6 +27,7 @@ use crate::credentials::{self, CredentialProvider};
 use crate::endpoint::{self, AllowList, Endpoint, Network};
 use crate::error::Error;
 use crate::mapping::{self, PollOutcome, StatusContext};
+use crate::metrics::{self, CategoryLabel, Metrics};
 use crate::policy::{self, BackoffPolicy, PollPolicy, RetryClass};
 use crate::signer::Credentials;
 use crate::state::StateClass;
@@ -106,14 +108,10 @@ impl Default for Settings {
     }
 }
 
-/// Counters the tests and the metrics endpoint read. Labels are bounded by construction.
+/// What `/readyz` reports: the first list of every watch has arrived.
 #[derive(Debug, Default)]
-pub struct Counters {
-    pub reconciles: AtomicU64,
-    pub get_job_run_calls: AtomicU64,
-    pub status_writes: AtomicU64,
-    pub events: AtomicU64,
-    pub rate_limited_waits: AtomicU64,
+pub struct Health {
+    pub synced: AtomicBool,
 }
 
 /// Per-object memory that must not go into status (it would cause writes): when the next poll is
@@ -130,7 +128,9 @@ pub struct Context<S> {
     pub service: S,
     pub settings: Settings,
     pub credentials: Arc<dyn CredentialProvider>,
-    pub counters: Counters,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    stores: Mutex<Vec<Store<SparkJobRunRef>>>,
     limiter: DefaultDirectRateLimiter,
     recorder: Recorder,
     schedules: Mutex<HashMap<String, Schedule>>,
@@ -154,7 +154,9 @@ impl<S: JobRunService> Context<S> {
             service,
             settings,
             credentials,
-            counters: Counters::default(),
+            metrics: Arc::new(Metrics::new()),
+            health: Arc::new(Health::default()),
+            stores: Mutex::new(Vec::new()),
             schedules: Mutex::new(HashMap::new()),
         }
     }
@@ -179,11 +181,32 @@ impl<S: JobRunService> Context<S> {
     /// Waits for a slot of the process-wide rate limit.
     pub async fn acquire_call_slot(&self) {
         if self.limiter.check().is_err() {
-            self.counters
-                .rate_limited_waits
-                .fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             self.limiter.until_ready().await;
+            self.metrics.rate_limiter_waits.inc();
+            self.metrics
+                .rate_limiter_wait_seconds
+                .inc_by(started.elapsed().as_secs_f64());
         }
+    }
+
+    /// Refreshes the objects-by-state gauge from the watch caches and renders `/metrics`.
+    pub fn render_metrics(&self) -> Result<String, std::fmt::Error> {
+        let mut counts: HashMap<&'static str, i64> = HashMap::new();
+        if let Ok(stores) = self.stores.lock() {
+            for store in stores.iter() {
+                for obj in store.state() {
+                    let class = obj
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.state.as_deref())
+                        .map(StateClass::of);
+                    *counts.entry(metrics::state_label(class)).or_default() += 1;
+                }
+            }
+        }
+        self.metrics.set_objects(&counts);
+        self.metrics.encode()
     }
 }
 
@@ -301,14 +324,17 @@ pub async fn reconcile<S: JobRunService>(
     ctx: Arc<Context<S>>,
 ) -> Result<Action, Error> {
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
-    reconcile_inner(&obj, &ctx).instrument(span).await
+    let started = Instant::now();
+    let result = reconcile_inner(&obj, &ctx).instrument(span).await;
+    ctx.metrics
+        .observe_reconcile(result.is_ok(), started.elapsed());
+    result
 }
 
 async fn reconcile_inner<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
-    ctx.counters.reconciles.fetch_add(1, Ordering::Relaxed);
     let key = object_key(obj);
     let generation = obj.meta().generation;
     let old = obj.status.as_ref();
@@ -382,6 +408,12 @@ async fn reconcile_inner<S: JobRunService>(
     };
     if let Err(e) = &result {
         warn!(error = %e, reason = e.reason(), "reading the job run failed");
+        ctx.metrics
+            .errors
+            .get_or_create(&CategoryLabel {
+                category: e.reason(),
+            })
+            .inc();
     }
 
     publish_events(obj, ctx, old, &next).await;
@@ -450,18 +482,15 @@ async fn fetch<S: JobRunService>(
     let request = resolve_request(obj, &ctx.settings)?;
     let creds = resolve_credentials(obj, ctx).await?;
     ctx.acquire_call_slot().await;
-    ctx.counters
-        .get_job_run_calls
-        .fetch_add(1, Ordering::Relaxed);
-    let run = ctx
-        .service
-        .get_job_run(&request, &creds)
-        .await
-        .map_err(|source| Error::GetJobRun {
-            object: object_key(obj),
-            job_run_id: request.job_run_id.clone(),
-            source,
-        })?;
+    let started = Instant::now();
+    let result = ctx.service.get_job_run(&request, &creds).await;
+    let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
+    ctx.metrics.observe_call(outcome, started.elapsed());
+    let run = result.map_err(|source| Error::GetJobRun {
+        object: object_key(obj),
+        job_run_id: request.job_run_id.clone(),
+        source,
+    })?;
     if let Some(state) = run.state.as_deref()
         && StateClass::of(state) == StateClass::Unknown
         && obj.status.as_ref().and_then(|s| s.state.as_deref()) != Some(state)
@@ -501,7 +530,7 @@ async fn write_status_if_changed<S: JobRunService>(
     )
     .await
     .map_err(|source| Error::StatusPatch { object, source })?;
-    ctx.counters.status_writes.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.status_writes.inc();
     info!(
         state = next.state.as_deref().unwrap_or(""),
         "status written"
@@ -609,9 +638,7 @@ async fn publish_events<S: JobRunService>(
             secondary: None,
         };
         match ctx.recorder.publish(&event, &reference).await {
-            Ok(()) => {
-                ctx.counters.events.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => ctx.metrics.observe_event(planned.warning),
             Err(e) => warn!(error = %e, reason = %event.reason, "publishing an event failed"),
         }
     }
@@ -625,6 +652,12 @@ pub fn error_policy<S: JobRunService>(
     ctx: Arc<Context<S>>,
 ) -> Action {
     let key = object_key(&obj);
+    ctx.metrics
+        .errors
+        .get_or_create(&CategoryLabel {
+            category: error.reason(),
+        })
+        .inc();
     let failures = ctx
         .schedule(&key)
         .map_or(0, |s| s.failures)
@@ -675,10 +708,36 @@ pub async fn run<S: JobRunService>(
         let _ = shutdown_tx.send(());
     });
     let concurrency = ctx.settings.concurrency;
-    let controllers = apis.into_iter().map(|api| {
+    let controllers: Vec<_> = apis
+        .into_iter()
+        .map(|api| Controller::new(api, wc.clone()))
+        .collect();
+    let stores: Vec<Store<SparkJobRunRef>> = controllers.iter().map(Controller::store).collect();
+    if let Ok(mut shared) = ctx.stores.lock() {
+        *shared = stores.clone();
+    }
+    let health = ctx.health.clone();
+    tokio::spawn(async move {
+        for store in &stores {
+            // The store's readiness future keeps one waker only, and the controller's own
+            // applier waits on it too; re-poll on a short timer so this waiter is not starved.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
+            }
+        }
+        health.synced.store(true, Ordering::Relaxed);
+        info!("initial list of SparkJobRunRef objects synced");
+    });
+    let controllers = controllers.into_iter().map(|controller| {
         let mut rx = tx.subscribe();
         let ctx = ctx.clone();
-        Controller::new(api, wc.clone())
+        controller
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
             .graceful_shutdown_on(async move {
                 let _ = rx.recv().await;
@@ -692,6 +751,7 @@ pub async fn run<S: JobRunService>(
             })
     });
     futures::future::join_all(controllers).await;
+    ctx.health.synced.store(false, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Configuration file and command line of the simulator, for the local demo, benchmarks and
 //! users' CI, where it runs as a process and scripts read its port from stdout.
 
-use std::io::Write as _;
+use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -139,6 +140,18 @@ impl SimulatorArgs {
 /// once bound (scripts read the port from it), logs each call through `tracing` and serves until
 /// SIGINT or SIGTERM.
 pub async fn run_cli(args: SimulatorArgs) -> Result<(), SimulatorError> {
+    // Installed before the LISTENING line: a script that stops the simulator as soon as it has
+    // read the line must reach the handler, not the default action.
+    let signals = Signals::install()?;
+    run_until(&args, &mut std::io::stdout(), signals.wait()).await
+}
+
+/// [`run_cli`] with the announcement written to `out` and `stop` instead of the signals.
+async fn run_until<W: Write>(
+    args: &SimulatorArgs,
+    out: &mut W,
+    stop: impl Future<Output = ()>,
+) -> Result<(), SimulatorError> {
     let config = args.to_config()?;
     if config.accounts.is_empty() {
         tracing::warn!(
@@ -148,36 +161,54 @@ pub async fn run_cli(args: SimulatorArgs) -> Result<(), SimulatorError> {
     }
     let (accounts, runs) = (config.accounts.len(), config.runs.len());
     let handle = Simulator::start(config).await?;
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "LISTENING {}", handle.endpoint())
-            .and_then(|()| stdout.flush())
-            .map_err(SimulatorError::Stdout)?;
-    }
+    writeln!(out, "LISTENING {}", handle.endpoint())
+        .and_then(|()| out.flush())
+        .map_err(SimulatorError::Stdout)?;
     tracing::info!(endpoint = %handle.endpoint(), accounts, runs, "simulator serving");
-    let signal = wait_for_signal().await;
+    stop.await;
     tracing::info!("simulator stopping");
-    let stopped = handle.shutdown().await;
-    signal.and(stopped)
+    handle.shutdown().await
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() -> Result<(), SimulatorError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(SimulatorError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(SimulatorError::Signal)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Result<Self, SimulatorError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(SimulatorError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(SimulatorError::Signal)?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> Result<(), SimulatorError> {
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(SimulatorError::Signal)
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Result<Self, SimulatorError> {
+        Ok(Self)
+    }
+
+    async fn wait(self) {
+        // Without a handler there is nothing to wait for: stop rather than serve forever.
+        if tokio::signal::ctrl_c().await.is_err() {
+            tracing::warn!("cannot listen for Ctrl-C; stopping");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +281,71 @@ mod tests {
         let msg = bad.args.to_config().expect_err("no colon").to_string();
         assert!(msg.contains("ID:SECRET") && msg.contains("#2"), "{msg}");
         assert!(!msg.contains("topsecret"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn run_until_announces_the_endpoint_serves_and_stops() {
+        let args = SimulatorArgs {
+            access_keys: vec![AccessKeyArg(Secret::new("AK:secret"))],
+            ..SimulatorArgs::default()
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (line_tx, line_rx) = tokio::sync::oneshot::channel::<String>();
+        let server = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            // Report the line as soon as it is written, while the server keeps serving.
+            let mut out_and_report = Announce {
+                out: &mut out,
+                report: Some(line_tx),
+            };
+            let result = run_until(&args, &mut out_and_report, stop).await;
+            (
+                result.map_err(|e| e.to_string()),
+                String::from_utf8_lossy(&out).into_owned(),
+            )
+        });
+        let line = line_rx.await.expect("announced");
+        let endpoint = line
+            .strip_prefix("LISTENING ")
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .expect("one LISTENING line")
+            .to_owned();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+        let health = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!("{endpoint}/_sim/healthz"))
+            .send()
+            .await
+            .expect("serving");
+        assert_eq!(health.status().as_u16(), 200);
+        stop_tx.send(()).expect("still running");
+        let (result, out) = server.await.expect("joins");
+        assert_eq!(result, Ok(()));
+        assert_eq!(out.lines().count(), 1, "{out}");
+    }
+
+    /// A writer that hands its first flushed text to the test.
+    struct Announce<'a> {
+        out: &'a mut Vec<u8>,
+        report: Option<tokio::sync::oneshot::Sender<String>>,
+    }
+
+    impl Write for Announce<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.out.write(buf)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            if let Some(report) = self.report.take() {
+                let _ = report.send(String::from_utf8_lossy(self.out).into_owned());
+            }
+            Ok(())
+        }
     }
 
     #[test]

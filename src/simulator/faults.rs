@@ -407,6 +407,11 @@ mod tests {
             }
         );
         assert_eq!(
+            table.take("jr-2").answer,
+            Some(FaultKind::ServiceUnavailable),
+            "third and last time"
+        );
+        assert_eq!(
             table.take("jr-2"),
             Triggered::default(),
             "three times used up"

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -26,7 +26,7 @@ use super::counts::{self, CallCounts};
 use super::error::{ServiceError, new_request_id};
 use super::faults::{ActiveFault, Fault, FaultAnswer, FaultError, FaultTable};
 use super::script::{RunScript, ScriptError, answer_body};
-use super::verify::{Account, Accounts, NonceCache, ReceivedRequest, verify};
+use super::verify::{Account, Accounts, Api, NonceCache, ReceivedRequest, verify};
 use crate::signer::{parse_authorization, percent_decode};
 
 /// Largest request body read; GetJobRun has none, so anything big is a client bug.
@@ -281,18 +281,6 @@ async fn loopback_only(
     }
 }
 
-/// `GET /api/v1/workspaces/{workspaceId}/jobRuns/{jobRunId}` with each id one percent-encoded
-/// segment; the decoded ids, or `None` for any other path.
-pub fn parse_job_run_path(raw_path: &str) -> Option<(String, String)> {
-    let rest = raw_path.strip_prefix("/api/v1/workspaces/")?;
-    let (workspace, rest) = rest.split_once('/')?;
-    let job_run = rest.strip_prefix("jobRuns/")?;
-    if workspace.is_empty() || job_run.is_empty() || job_run.contains('/') {
-        return None;
-    }
-    Some((percent_decode(workspace)?, percent_decode(job_run)?))
-}
-
 /// The decoded value of query parameter `name` (`+` read as a space, as the verifier does).
 fn query_param(raw_query: &str, name: &str) -> Option<String> {
     raw_query.split('&').find_map(|pair| {
@@ -346,8 +334,8 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         body: Vec::new(),
     };
     let host = received.header("host").unwrap_or_default().to_owned();
-    let route = parse_job_run_path(&received.path);
-    let job_run_id = route.as_ref().map(|(_, jr)| jr.clone());
+    let job_run_id = Api::resolve(&received.method, &received.path)
+        .and_then(|api| api.job_run_id().map(str::to_owned));
     // Only the key id of the credential is logged, never the signature or any secret.
     let credential = received
         .header("authorization")
@@ -361,14 +349,7 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 ..received
             };
             let mut state = shared.lock();
-            let reply = answer(
-                &mut state,
-                &parts.method,
-                route,
-                &received,
-                &request_id,
-                &host,
-            );
+            let reply = answer(&mut state, &received, &request_id, &host);
             state.counts.record(job_run_id.as_deref(), &reply.outcome);
             reply
         }
@@ -396,7 +377,7 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         status = reply.status,
         outcome = %reply.outcome,
         delay_ms = reply.delay_ms,
-        "simulated GetJobRun call"
+        "simulated service call"
     );
     if reply.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
@@ -413,22 +394,24 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Decides the answer to one call: route, signature, parameters, faults, then the run itself.
-fn answer(
-    state: &mut SimState,
-    method: &Method,
-    route: Option<(String, String)>,
-    req: &ReceivedRequest,
-    request_id: &str,
-    host: &str,
-) -> Reply {
+/// Decides the answer to one call: signature (which also resolves the API), parameters, faults,
+/// then the run itself.
+fn answer(state: &mut SimState, req: &ReceivedRequest, request_id: &str, host: &str) -> Reply {
     let fail = |err: ServiceError| Reply::error(&err, request_id, host);
-    let Some((workspace_id, job_run_id)) = route.filter(|_| method == Method::GET) else {
-        return fail(ServiceError::api_not_found());
-    };
     let caller = match verify(req, &state.accounts, Timestamp::now(), &mut state.nonces) {
         Ok(caller) => caller,
         Err(err) => return fail(err),
+    };
+    let Api::GetJobRun {
+        workspace_id,
+        job_run_id,
+    } = caller.api
+    else {
+        // Correctly signed for another API of the product, which the simulator does not serve.
+        let mut err = ServiceError::api_not_found();
+        err.message
+            .push_str(" (the simulator serves GetJobRun only)");
+        return fail(err);
     };
     let Some(region_id) = query_param(&req.query, "regionId").filter(|r| !r.is_empty()) else {
         return fail(ServiceError::missing_parameter("regionId"));
@@ -604,29 +587,6 @@ async fn admin_add_account(State(shared): State<Arc<Shared>>, body: Bytes) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn job_run_paths() {
-        let cases: [(&str, Option<(&str, &str)>); 9] = [
-            ("/api/v1/workspaces/w-1/jobRuns/jr-1", Some(("w-1", "jr-1"))),
-            (
-                "/api/v1/workspaces/w%201/jobRuns/jr%2F1",
-                Some(("w 1", "jr/1")),
-            ),
-            ("/api/v1/workspaces/w/jobRuns/%C3%BC", Some(("w", "ü"))),
-            ("/api/v1/workspaces/w/jobRuns/", None),
-            ("/api/v1/workspaces//jobRuns/jr", None),
-            ("/api/v1/workspaces/w/jobRuns/jr/extra", None),
-            ("/api/v1/workspaces/w/jobRuns", None),
-            ("/api/v1/workspaces/w/jobRuns/%ZZ", None),
-            ("/", None),
-        ];
-        for (path, want) in cases {
-            let got = parse_job_run_path(path);
-            let want = want.map(|(a, b)| (a.to_owned(), b.to_owned()));
-            assert_eq!(got, want, "{path}");
-        }
-    }
 
     #[test]
     fn query_params() {

@@ -6,7 +6,8 @@
 //! which API is called, then request hygiene, time, key, token, signature and last the nonce):
 //! 1. `Authorization` present and parseable;
 //! 2. required headers present;
-//! 3. action and version name this API;
+//! 3. method and path name an API of the product, `x-acs-action` names the same one, and
+//!    `x-acs-version` is the product's;
 //! 4. every `x-acs-*` header and `host` is signed;
 //! 5. `x-acs-content-sha256` matches the body;
 //! 6. `x-acs-date` well formed, then within 15 minutes of `now`;
@@ -183,12 +184,80 @@ impl FromIterator<Account> for Accounts {
     }
 }
 
-/// Who made a verified request.
+/// Who made a verified request, and which API it calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub access_key_id: String,
     /// The request carried (and needed) an STS token.
     pub with_security_token: bool,
+    pub api: Api,
+}
+
+/// The product's job-run APIs, recognised by method and path so requests the official SDK signs
+/// for any of them verify; the server then answers only [`Api::GetJobRun`]. Ids are decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Api {
+    GetJobRun {
+        workspace_id: String,
+        job_run_id: String,
+    },
+    CancelJobRun {
+        workspace_id: String,
+        job_run_id: String,
+    },
+    ListJobRuns {
+        workspace_id: String,
+    },
+    StartJobRun {
+        workspace_id: String,
+    },
+}
+
+impl Api {
+    /// `{GET,DELETE} /api/v1/workspaces/{workspaceId}/jobRuns/{jobRunId}` and
+    /// `{GET,POST} /api/v1/workspaces/{workspaceId}/jobRuns`, each id one percent-encoded
+    /// segment; `None` for anything else.
+    pub fn resolve(method: &str, raw_path: &str) -> Option<Self> {
+        let rest = raw_path.strip_prefix("/api/v1/workspaces/")?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) || segments.get(1) != Some(&"jobRuns") {
+            return None;
+        }
+        let workspace_id = signer::percent_decode(segments[0])?;
+        match (method, &segments[2..]) {
+            ("GET", []) => Some(Self::ListJobRuns { workspace_id }),
+            ("POST", []) => Some(Self::StartJobRun { workspace_id }),
+            ("GET", [id]) => Some(Self::GetJobRun {
+                workspace_id,
+                job_run_id: signer::percent_decode(id)?,
+            }),
+            ("DELETE", [id]) => Some(Self::CancelJobRun {
+                workspace_id,
+                job_run_id: signer::percent_decode(id)?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The `x-acs-action` this API is signed with.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::GetJobRun { .. } => GET_JOB_RUN,
+            Self::CancelJobRun { .. } => "CancelJobRun",
+            Self::ListJobRuns { .. } => "ListJobRuns",
+            Self::StartJobRun { .. } => "StartJobRun",
+        }
+    }
+
+    /// The job run the path names, if it names one.
+    pub fn job_run_id(&self) -> Option<&str> {
+        match self {
+            Self::GetJobRun { job_run_id, .. } | Self::CancelJobRun { job_run_id, .. } => {
+                Some(job_run_id)
+            }
+            Self::ListJobRuns { .. } | Self::StartJobRun { .. } => None,
+        }
+    }
 }
 
 /// Nonces already spent, per AccessKey. An entry is kept until its request's `x-acs-date` is more
@@ -289,9 +358,9 @@ pub fn verify(
     }
     let required = |name: &str| req.header(name).map(str::trim).unwrap_or_default();
 
-    if required("x-acs-action") != GET_JOB_RUN {
-        return Err(ServiceError::api_not_found());
-    }
+    let api = Api::resolve(&req.method, &req.path)
+        .filter(|api| api.action() == required("x-acs-action"))
+        .ok_or_else(ServiceError::api_not_found)?;
     if required("x-acs-version") != API_VERSION {
         return Err(ServiceError::invalid_version());
     }
@@ -361,6 +430,7 @@ pub fn verify(
     Ok(Caller {
         access_key_id: auth.access_key_id,
         with_security_token: account.security_token.is_some(),
+        api,
     })
 }
 
@@ -494,6 +564,79 @@ mod tests {
         let caller = code(&ok()).expect("verifies");
         assert_eq!(caller.access_key_id, "AKID");
         assert!(!caller.with_security_token);
+        assert_eq!(
+            caller.api,
+            Api::GetJobRun {
+                workspace_id: "w-1".into(),
+                job_run_id: "jr/1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn apis_resolve_by_method_and_path() {
+        let get = |ws: &str, jr: &str| Api::GetJobRun {
+            workspace_id: ws.into(),
+            job_run_id: jr.into(),
+        };
+        let cases: Vec<(&str, &str, Option<Api>)> = vec![
+            (
+                "GET",
+                "/api/v1/workspaces/w-1/jobRuns/jr-1",
+                Some(get("w-1", "jr-1")),
+            ),
+            (
+                "GET",
+                "/api/v1/workspaces/w%201/jobRuns/jr%2F1",
+                Some(get("w 1", "jr/1")),
+            ),
+            (
+                "GET",
+                "/api/v1/workspaces/w/jobRuns/%C3%BC%2B",
+                Some(get("w", "ü+")),
+            ),
+            (
+                "DELETE",
+                "/api/v1/workspaces/w/jobRuns/jr",
+                Some(Api::CancelJobRun {
+                    workspace_id: "w".into(),
+                    job_run_id: "jr".into(),
+                }),
+            ),
+            (
+                "GET",
+                "/api/v1/workspaces/w/jobRuns",
+                Some(Api::ListJobRuns {
+                    workspace_id: "w".into(),
+                }),
+            ),
+            (
+                "POST",
+                "/api/v1/workspaces/w/jobRuns",
+                Some(Api::StartJobRun {
+                    workspace_id: "w".into(),
+                }),
+            ),
+            ("POST", "/api/v1/workspaces/w/jobRuns/jr", None),
+            ("GET", "/api/v1/workspaces/w/jobRuns/", None),
+            ("GET", "/api/v1/workspaces//jobRuns/jr", None),
+            ("GET", "/api/v1/workspaces/w/jobRuns/jr/extra", None),
+            ("GET", "/api/v1/workspaces/w/jobs/jr", None),
+            ("GET", "/api/v1/workspaces/w/jobRuns/%ZZ", None),
+            ("GET", "/", None),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(Api::resolve(method, path), want, "{method} {path}");
+        }
+        assert_eq!(get("w", "jr").action(), "GetJobRun");
+        assert_eq!(get("w", "jr").job_run_id(), Some("jr"));
+        assert_eq!(
+            Api::ListJobRuns {
+                workspace_id: "w".into()
+            }
+            .job_run_id(),
+            None
+        );
     }
 
     #[test]
@@ -760,8 +903,17 @@ mod tests {
                     method: "DELETE".into(),
                     ..ok()
                 },
-                "SignatureDoesNotMatch",
-                400,
+                "InvalidApi.NotFound",
+                404,
+            ),
+            (
+                "unknown path",
+                ReceivedRequest {
+                    path: "/api/v1/workspaces/w-1".into(),
+                    ..ok()
+                },
+                "InvalidApi.NotFound",
+                404,
             ),
             ("undecodable query", bad_query, "InvalidParameter", 400),
         ];

@@ -7,6 +7,7 @@
 //! missing binaries fail the run.
 
 mod cases;
+mod process_cases;
 mod support;
 
 use std::time::Instant;
@@ -42,6 +43,12 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         }),
         ("operator_rights_are_minimal", |e| {
             cases::operator_rights_are_minimal(e).boxed()
+        }),
+        ("process_logs_metrics_and_scope", |e| {
+            process_cases::process_logs_metrics_and_scope(e).boxed()
+        }),
+        ("leader_failover", |e| {
+            process_cases::leader_failover(e).boxed()
         }),
     ]
 }
@@ -106,14 +113,11 @@ fn main() {
                 }
             }
         }
-        let c = &env.ctx.counters;
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let m = &env.ctx.metrics;
         println!(
-            "operator: {} reconciles, {} GetJobRun calls, {} status writes, {} events",
-            load(&c.reconciles),
-            load(&c.get_job_run_calls),
-            load(&c.status_writes),
-            load(&c.events)
+            "operator: {} GetJobRun calls ok, {} status writes",
+            m.calls_total("ok"),
+            m.status_writes.get()
         );
         let kept = env.finish(failed > 0).await;
         if let Some(dir) = kept {

@@ -98,6 +98,11 @@ impl Env {
                 burst: 100,
             },
             instance: Some("e2e".into()),
+            // Objects labelled e2e-process belong to operator processes started by some cases.
+            scope: sparkjobrun_operator::controller::Scope {
+                namespaces: Vec::new(),
+                label_selector: Some("!e2e-process".into()),
+            },
             ..Settings::default()
         };
         let service = HttpJobRunService::new(Timeouts {
@@ -170,7 +175,25 @@ impl Env {
         name: &str,
         spec: SparkJobRunRefSpec,
     ) -> Result<(), String> {
-        let obj = SparkJobRunRef::new(name, spec);
+        self.create_labeled(ns, name, spec, &[]).await
+    }
+
+    pub async fn create_labeled(
+        &self,
+        ns: &str,
+        name: &str,
+        spec: SparkJobRunRefSpec,
+        labels: &[(&str, &str)],
+    ) -> Result<(), String> {
+        let mut obj = SparkJobRunRef::new(name, spec);
+        if !labels.is_empty() {
+            obj.metadata.labels = Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            );
+        }
         self.runs(ns)
             .create(&PostParams::default(), &obj)
             .await
@@ -297,4 +320,102 @@ pub fn condition<'a>(
 
 pub fn ensure(ok: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
     if ok { Ok(()) } else { Err(msg()) }
+}
+
+/// An operator binary started by a test; killed when dropped.
+pub struct OperatorProcess {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+    pub metrics: std::net::SocketAddr,
+}
+
+impl OperatorProcess {
+    pub fn pid(&self) -> i32 {
+        self.child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = self.pid();
+        if pid > 0 {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET a path of the operator's HTTP port: (status, body).
+    pub async fn http_get(&self, path: &str) -> Result<(u16, String), String> {
+        let url = format!("http://{}{path}", self.metrics);
+        let resp = reqwest::get(&url)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await.map_err(err)?))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
+    Ok(l.local_addr().map_err(err)?.port())
+}
+
+impl Env {
+    /// Starts `sparkjobrun-operator run` as the least-privilege user against the simulator.
+    pub fn spawn_operator(
+        &self,
+        name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<OperatorProcess, String> {
+        let port = free_port()?;
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let dir = std::env::temp_dir().join(format!("sparkjobrun-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let log = dir.join(format!("operator-{name}.log"));
+        let file = std::fs::File::create(&log).map_err(err)?;
+        let file2 = file.try_clone().map_err(err)?;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sparkjobrun-operator"));
+        cmd.arg("run")
+            .arg("--endpoint")
+            .arg(self.sim.endpoint())
+            .arg("--default-region")
+            .arg(REGION)
+            .arg("--metrics-addr")
+            .arg(metrics.to_string())
+            .args([
+                "--min-poll-interval",
+                "1s",
+                "--poll-queued",
+                "1s",
+                "--poll-running",
+                "1s",
+            ])
+            .args(["--backoff-base", "1s", "--recheck-permanent", "2s"])
+            .args(args)
+            .env("KUBECONFIG", &self.operator_kubeconfig)
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+            .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(file2)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting the operator binary: {e}"))?;
+        Ok(OperatorProcess {
+            child,
+            log,
+            metrics,
+        })
+    }
 }

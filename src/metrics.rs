@@ -1,0 +1,249 @@
+//! Prometheus metrics. Every label takes its value from a closed set (error categories, call
+//! outcomes, state classes), never from object names, namespaces or error texts, so the number of
+//! series stays bounded however many objects exist.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::StateClass;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    pub category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    pub event_type: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabel, Counter>,
+    pub reconcile_duration: Histogram,
+    pub errors: Family<CategoryLabel, Counter>,
+    pub calls: Family<OutcomeLabel, Counter>,
+    pub call_duration: Histogram,
+    pub rate_limiter_waits: Counter,
+    pub rate_limiter_wait_seconds: Counter<f64, AtomicU64>,
+    pub status_writes: Counter,
+    pub events: Family<EventLabel, Counter>,
+    pub objects: Family<StateLabel, Gauge>,
+    pub leader: Gauge<i64, AtomicI64>,
+}
+
+const ALL_STATE_LABELS: [&str; 8] = [
+    "NotObserved",
+    "Queued",
+    "Active",
+    "CancelFailed",
+    "Unknown",
+    "Succeeded",
+    "Failed",
+    "Cancelled",
+];
+
+/// Label value of a state class (bounded: never the raw, possibly unknown, state string).
+pub fn state_label(class: Option<StateClass>) -> &'static str {
+    match class {
+        None => "NotObserved",
+        Some(StateClass::Queued) => "Queued",
+        Some(StateClass::Active) => "Active",
+        Some(StateClass::CancelFailed) => "CancelFailed",
+        Some(StateClass::Unknown) => "Unknown",
+        Some(StateClass::Succeeded) => "Succeeded",
+        Some(StateClass::Failed) => "Failed",
+        Some(StateClass::Cancelled) => "Cancelled",
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sparkjobrun");
+        let m = Self {
+            reconciles: Family::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            errors: Family::default(),
+            calls: Family::default(),
+            call_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            rate_limiter_waits: Counter::default(),
+            rate_limiter_wait_seconds: Counter::default(),
+            status_writes: Counter::default(),
+            events: Family::default(),
+            objects: Family::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles by result (ok or error)",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "errors",
+            "Reconcile problems by bounded category (the Synced reason)",
+            m.errors.clone(),
+        );
+        registry.register(
+            "getjobrun_calls",
+            "GetJobRun calls by outcome (ok, or the error class)",
+            m.calls.clone(),
+        );
+        registry.register(
+            "getjobrun_duration_seconds",
+            "GetJobRun latency, including failed calls",
+            m.call_duration.clone(),
+        );
+        registry.register(
+            "rate_limiter_waits",
+            "Calls that had to wait for the process-wide rate limit",
+            m.rate_limiter_waits.clone(),
+        );
+        registry.register(
+            "rate_limiter_wait_seconds",
+            "Total time calls waited for the rate limit",
+            m.rate_limiter_wait_seconds.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "Status patches sent to the API server",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "events",
+            "Kubernetes events published, by type",
+            m.events.clone(),
+        );
+        registry.register(
+            "objects",
+            "SparkJobRunRef objects by state class, as last seen by this replica",
+            m.objects.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            m.leader.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn observe_call(&self, outcome: &'static str, took: Duration) {
+        self.calls.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.call_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn observe_reconcile(&self, ok: bool, took: Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.reconciles.get_or_create(&ResultLabel { result }).inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn observe_event(&self, warning: bool) {
+        let event_type = if warning { "Warning" } else { "Normal" };
+        self.events.get_or_create(&EventLabel { event_type }).inc();
+    }
+
+    /// Replaces the per-class object counts (computed from the watch caches at scrape time, so
+    /// deleted objects drop out without any bookkeeping).
+    pub fn set_objects(&self, counts: &HashMap<&'static str, i64>) {
+        for class in ALL_STATE_LABELS {
+            let n = counts.get(class).copied().unwrap_or(0);
+            self.objects
+                .get_or_create(&StateLabel { state: class })
+                .set(n);
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    pub fn calls_total(&self, outcome: &'static str) -> u64 {
+        self.calls.get_or_create(&OutcomeLabel { outcome }).get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_bounded_labels() {
+        let m = Metrics::new();
+        m.observe_call("ok", Duration::from_millis(20));
+        m.observe_call("Throttled", Duration::from_millis(5));
+        m.observe_reconcile(true, Duration::from_millis(3));
+        m.errors
+            .get_or_create(&CategoryLabel {
+                category: "Unauthorized",
+            })
+            .inc();
+        let counts: HashMap<&'static str, i64> = [
+            (state_label(Some(StateClass::Active)), 1),
+            (state_label(Some(StateClass::Succeeded)), 1),
+        ]
+        .into();
+        m.set_objects(&counts);
+        m.observe_event(true);
+        let text = m.encode().expect("encodes");
+        for needle in [
+            "sparkjobrun_getjobrun_calls_total{outcome=\"ok\"} 1",
+            "sparkjobrun_getjobrun_calls_total{outcome=\"Throttled\"} 1",
+            "sparkjobrun_objects{state=\"Active\"} 1",
+            "sparkjobrun_objects{state=\"Succeeded\"} 1",
+            "sparkjobrun_errors_total{category=\"Unauthorized\"} 1",
+            "sparkjobrun_events_total{event_type=\"Warning\"} 1",
+            "sparkjobrun_getjobrun_duration_seconds_bucket",
+            "sparkjobrun_leader 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(
+            !text.contains("nightly"),
+            "object names must not become labels"
+        );
+        m.set_objects(&HashMap::new());
+        let text = m.encode().expect("encodes");
+        assert!(
+            text.contains("sparkjobrun_objects{state=\"Active\"} 0"),
+            "{text}"
+        );
+    }
+}

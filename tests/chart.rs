@@ -1,0 +1,907 @@
+//! The Helm chart under charts/sparkjobrun-operator: lint, rendering with default and non-default
+//! values, schema failures, the exact RBAC it grants, the hardening of the Deployment, and a
+//! server-side dry run of everything it renders against the real kube-apiserver.
+//!
+//! helm comes from `$HELM` or the `tools.env` written by tools/ensure-tools.sh. A missing helm is
+//! a failure, never a skip.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sparkjobrun_operator::devenv::{self, ControlPlane, ControlPlaneOptions};
+
+const RELEASE: &str = "sjr";
+const FULLNAME: &str = "sjr-sparkjobrun-operator";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_dir() -> PathBuf {
+    repo().join("charts/sparkjobrun-operator")
+}
+
+fn helm() -> PathBuf {
+    let path = match std::env::var_os("HELM").filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let tools_env = devenv::tools_env_path();
+            let text = std::fs::read_to_string(&tools_env).unwrap_or_else(|e| {
+                panic!(
+                    "HELM is not set and {} cannot be read ({e}): run tools/ensure-tools.sh",
+                    tools_env.display()
+                )
+            });
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix("HELM="))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "HELM is not set and {} has no HELM= line: run tools/ensure-tools.sh without --no-helm",
+                        tools_env.display()
+                    )
+                });
+            PathBuf::from(line.trim())
+        }
+    };
+    assert!(
+        path.is_file(),
+        "helm not found at {}: run tools/ensure-tools.sh",
+        path.display()
+    );
+    path
+}
+
+/// Runs helm; Ok(stdout) on success, Err(stdout + stderr) otherwise.
+fn run_helm(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(helm())
+        .args(args)
+        // Keep helm's caches and config out of $HOME and away from other tests.
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("sjr-chart-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("sjr-chart-helm-config"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("sjr-chart-helm-data"),
+        )
+        .output()
+        .expect("helm runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        ))
+    }
+}
+
+/// Writes a values file into `dir` and returns its path.
+fn values_file(dir: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write values file");
+    path.to_string_lossy().into_owned()
+}
+
+/// The non-default values: namespaced RBAC over two namespaces, two replicas (so leader election
+/// and the PodDisruptionBudget come on), ServiceMonitor, NetworkPolicy, JSON logs, an existing
+/// credentials Secret and every optional flag.
+fn custom_values(watch: [&str; 2]) -> String {
+    format!(
+        r#"replicaCount: 2
+rbac:
+  mode: namespaced
+watchNamespaces: [{a}, {b}]
+logFormat: json
+network: vpc
+defaultRegion: cn-hangzhou
+endpoint: https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com
+labelSelector: "team in (data,ml)"
+rateLimit: 2.5
+rateBurst: 5
+minPollInterval: 10s
+maxPollInterval: 5m
+credentials:
+  existingSecret: emr-ak
+serviceAccount:
+  annotations:
+    pod-identity.alibabacloud.com/role-name: emr-reader
+podLabels:
+  team: data
+podAnnotations:
+  note: chart-test
+metrics:
+  port: 9090
+  serviceMonitor:
+    enabled: true
+    labels:
+      release: prometheus
+networkPolicy:
+  enabled: true
+  apiServer:
+    cidrs: [10.0.0.1/32]
+"#,
+        a = watch[0],
+        b = watch[1]
+    )
+}
+
+fn template(namespace: &str, extra: &[&str]) -> Result<String, String> {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        RELEASE,
+        chart.to_str().expect("utf-8 path"),
+        "--namespace",
+        namespace,
+    ];
+    args.extend_from_slice(extra);
+    run_helm(&args)
+}
+
+fn render_default(namespace: &str) -> String {
+    template(namespace, &[]).unwrap_or_else(|e| panic!("helm template (defaults): {e}"))
+}
+
+fn render_custom(namespace: &str, watch: [&str; 2]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = values_file(dir.path(), "custom.yaml", &custom_values(watch));
+    template(namespace, &["--values", &file])
+        .unwrap_or_else(|e| panic!("helm template (custom values): {e}"))
+}
+
+/// Every non-empty YAML document, as JSON for easy pointer access.
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("rendered YAML parses"))
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).expect("YAML document converts to JSON"))
+        .collect()
+}
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn name_of(doc: &Value) -> &str {
+    doc["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn namespace_of(doc: &Value) -> Option<&str> {
+    doc["metadata"]["namespace"].as_str()
+}
+
+fn only<'a>(docs: &'a [Value], wanted: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().filter(|d| kind(d) == wanted).collect();
+    assert_eq!(found.len(), 1, "expected exactly one {wanted}");
+    found[0]
+}
+
+/// Kind -> how many objects of it.
+fn kinds(docs: &[Value]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for d in docs {
+        *out.entry(kind(d).to_owned()).or_insert(0) += 1;
+    }
+    out
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("string item").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One RBAC rule with its lists sorted, so two rules granting the same thing compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rule {
+    api_groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    resource_names: Vec<String>,
+}
+
+fn rules(role: &Value) -> BTreeSet<Rule> {
+    let list = role["rules"].as_array().expect("role has rules");
+    list.iter()
+        .map(|r| {
+            let sorted = |key: &str| {
+                let mut v = strings(&r[key]);
+                v.sort();
+                v
+            };
+            Rule {
+                api_groups: sorted("apiGroups"),
+                resources: sorted("resources"),
+                verbs: sorted("verbs"),
+                resource_names: sorted("resourceNames"),
+            }
+        })
+        .collect()
+}
+
+/// (apiGroup, resource, verb) triples a set of rules grants.
+fn grants(rules: &BTreeSet<Rule>) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for r in rules {
+        for g in &r.api_groups {
+            for res in &r.resources {
+                for v in &r.verbs {
+                    out.insert((g.clone(), res.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The rights the end-to-end suite runs the operator with, split into the leader-election rules
+/// (ClusterRoles about `coordination.k8s.io` leases only) and everything else.
+struct E2eRbac {
+    base: BTreeSet<Rule>,
+    leases: BTreeSet<Rule>,
+}
+
+fn e2e_rbac() -> E2eRbac {
+    let text = std::fs::read_to_string(repo().join("tests/e2e/operator-rbac.yaml"))
+        .expect("read tests/e2e/operator-rbac.yaml");
+    let mut base = BTreeSet::new();
+    let mut leases = BTreeSet::new();
+    for role in documents(&text).iter().filter(|d| kind(d) == "ClusterRole") {
+        let role_rules = rules(role);
+        let about_leases = role_rules
+            .iter()
+            .all(|r| r.api_groups == ["coordination.k8s.io"] && r.resources == ["leases"]);
+        if about_leases {
+            leases.extend(role_rules);
+        } else {
+            base.extend(role_rules);
+        }
+    }
+    assert!(
+        !base.is_empty(),
+        "tests/e2e/operator-rbac.yaml grants nothing"
+    );
+    assert!(
+        !leases.is_empty(),
+        "tests/e2e/operator-rbac.yaml has no leader-election (leases) ClusterRole"
+    );
+    E2eRbac { base, leases }
+}
+
+fn container(docs: &[Value]) -> &Value {
+    let deployment = only(docs, "Deployment");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "one container");
+    &containers[0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    strings(&container(docs)["args"])
+}
+
+fn env_names(docs: &[Value]) -> Vec<String> {
+    container(docs)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| e["name"].as_str().expect("env name").to_owned())
+        .collect()
+}
+
+fn env_var<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    container(docs)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no env var {name}"))
+}
+
+#[test]
+fn lint_is_clean_with_default_and_custom_values() {
+    let chart = chart_dir();
+    let chart = chart.to_str().expect("utf-8 path");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let custom = values_file(dir.path(), "custom.yaml", &custom_values(["a", "b"]));
+    for extra in [vec![], vec!["--values", custom.as_str()]] {
+        for strict in [false, true] {
+            let mut cmd = vec!["lint", chart];
+            if strict {
+                cmd.push("--strict");
+            }
+            cmd.extend(extra.iter().copied());
+            let out = run_helm(&cmd).unwrap_or_else(|e| panic!("helm {cmd:?} failed:\n{e}"));
+            assert!(
+                !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+                "helm {cmd:?} reported problems:\n{out}"
+            );
+            assert!(
+                out.contains("1 chart(s) linted, 0 chart(s) failed"),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn default_values_render_a_cluster_wide_single_replica() {
+    let docs = documents(&render_default("ops"));
+    let expected: BTreeMap<String, usize> = [
+        ("ClusterRole", 1),
+        ("ClusterRoleBinding", 1),
+        ("Deployment", 1),
+        ("Service", 1),
+        ("ServiceAccount", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    assert_eq!(kinds(&docs), expected);
+    for d in &docs {
+        if !matches!(kind(d), "ClusterRole" | "ClusterRoleBinding") {
+            assert_eq!(namespace_of(d), Some("ops"), "{} {}", kind(d), name_of(d));
+        }
+    }
+    assert_eq!(
+        args(&docs),
+        [
+            "run",
+            "--metrics-addr=0.0.0.0:8080",
+            "--log-format=text",
+            "--network=public",
+            "--rate-limit=10",
+            "--rate-burst=20",
+            "--min-poll-interval=5s",
+            "--max-poll-interval=10m",
+            "--leader-election=false",
+        ]
+    );
+    // No credentials of its own unless a Secret is named.
+    assert_eq!(env_names(&docs), ["POD_NAME", "RUST_LOG"]);
+    assert_eq!(
+        env_var(&docs, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    let deployment = only(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(container(&docs)["image"], "sparkjobrun-operator:0.1.0");
+    let sa = only(&docs, "ServiceAccount");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        sa["metadata"]["name"]
+    );
+    let binding = only(&docs, "ClusterRoleBinding");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}])
+    );
+    assert_eq!(binding["roleRef"]["name"], FULLNAME);
+    let service = only(&docs, "Service");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "http-metrics", "port": 8080, "targetPort": "http-metrics", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn custom_values_render_namespaced_rbac_ha_and_extras() {
+    let docs = documents(&render_custom("ops", ["team-a", "team-b"]));
+    let expected: BTreeMap<String, usize> = [
+        ("Deployment", 1),
+        ("NetworkPolicy", 1),
+        ("PodDisruptionBudget", 1),
+        // One per watched namespace plus the leader-election one.
+        ("Role", 3),
+        ("RoleBinding", 3),
+        ("Service", 1),
+        ("ServiceAccount", 1),
+        ("ServiceMonitor", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    assert_eq!(kinds(&docs), expected);
+    assert_eq!(
+        args(&docs),
+        [
+            "run",
+            "--metrics-addr=0.0.0.0:9090",
+            "--log-format=json",
+            "--network=vpc",
+            "--default-region=cn-hangzhou",
+            "--endpoint=https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com",
+            "--namespace=team-a",
+            "--namespace=team-b",
+            "--label-selector=team in (data,ml)",
+            "--rate-limit=2.5",
+            "--rate-burst=5",
+            "--min-poll-interval=10s",
+            "--max-poll-interval=5m",
+            "--leader-election=true",
+            "--leader-election-namespace=ops",
+            "--leader-election-lease-name=sjr-sparkjobrun-operator",
+        ]
+    );
+    assert_eq!(
+        env_names(&docs),
+        [
+            "POD_NAME",
+            "RUST_LOG",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "ALIBABA_CLOUD_SECURITY_TOKEN",
+        ]
+    );
+    assert_eq!(
+        env_var(&docs, "ALIBABA_CLOUD_ACCESS_KEY_ID")["valueFrom"]["secretKeyRef"],
+        json!({"name": "emr-ak", "key": "accessKeyId"})
+    );
+    assert_eq!(
+        env_var(&docs, "ALIBABA_CLOUD_ACCESS_KEY_SECRET")["valueFrom"]["secretKeyRef"],
+        json!({"name": "emr-ak", "key": "accessKeySecret"})
+    );
+    assert_eq!(
+        env_var(&docs, "ALIBABA_CLOUD_SECURITY_TOKEN")["valueFrom"]["secretKeyRef"],
+        json!({"name": "emr-ak", "key": "securityToken", "optional": true})
+    );
+
+    let deployment = only(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod_meta = &deployment["spec"]["template"]["metadata"];
+    assert_eq!(pod_meta["labels"]["team"], "data");
+    assert_eq!(pod_meta["annotations"], json!({"note": "chart-test"}));
+    assert_eq!(
+        only(&docs, "ServiceAccount")["metadata"]["annotations"],
+        json!({"pod-identity.alibabacloud.com/role-name": "emr-reader"})
+    );
+    assert_eq!(container(&docs)["ports"][0]["containerPort"], 9090);
+
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    let monitor = only(&docs, "ServiceMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(&monitor["spec"]["selector"]["matchLabels"], selector);
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http-metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+
+    let pdb = only(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
+
+    let policy = only(&docs, "NetworkPolicy");
+    assert_eq!(&policy["spec"]["podSelector"]["matchLabels"], selector);
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{"ports": [{"port": "http-metrics", "protocol": "TCP"}]}])
+    );
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([
+            {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+             "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}]},
+        ])
+    );
+    // Nothing cluster-wide in namespaced mode.
+    assert!(
+        docs.iter()
+            .all(|d| !kind(d).starts_with("Cluster") && namespace_of(d).is_some()),
+        "namespaced mode rendered a cluster-scoped object"
+    );
+}
+
+#[test]
+fn leader_election_and_pdb_follow_replicas_unless_forced() {
+    let has = |docs: &[Value], k: &str| docs.iter().any(|d| kind(d) == k);
+    let docs =
+        documents(&template("ops", &["--set", "leaderElection.enabled=true"]).expect("renders"));
+    assert!(args(&docs).contains(&"--leader-election=true".to_owned()));
+    assert!(
+        docs.iter()
+            .any(|d| kind(d) == "Role" && name_of(d).ends_with("-leader-election"))
+    );
+    assert!(!has(&docs, "PodDisruptionBudget"));
+
+    let docs = documents(
+        &template(
+            "ops",
+            &[
+                "--set",
+                "replicaCount=3",
+                "--set",
+                "podDisruptionBudget.enabled=false",
+            ],
+        )
+        .expect("renders"),
+    );
+    assert!(args(&docs).contains(&"--leader-election=true".to_owned()));
+    assert!(!has(&docs, "PodDisruptionBudget"));
+
+    // Two replicas that would both poll and write status are refused.
+    let err = template(
+        "ops",
+        &[
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    )
+    .expect_err("must fail");
+    assert!(err.contains("leaderElection.enabled=false"), "{err}");
+}
+
+#[test]
+fn bad_values_fail_naming_the_value() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "replicaCount=-1"], "/replicaCount"),
+        (&["--set", "replicaCount=0"], "/replicaCount"),
+        (&["--set-string", "replicaCount=two"], "/replicaCount"),
+        (&["--set", "logFormat=xml"], "/logFormat"),
+        (&["--set", "network=intranet"], "/network"),
+        (&["--set", "rbac.mode=everything"], "/rbac/mode"),
+        // Namespaced RBAC without namespaces would grant nothing anywhere.
+        (&["--set", "rbac.mode=namespaced"], "/watchNamespaces"),
+        (&["--set", "rateLimit=0"], "/rateLimit"),
+        (&["--set", "rateBurst=0"], "/rateBurst"),
+        (&["--set", "minPollInterval=soon"], "/minPollInterval"),
+        (&["--set", "metrics.port=80"], "/metrics/port"),
+        (
+            &["--set", "resources.requests.cpu=lots"],
+            "/resources/requests/cpu",
+        ),
+        (&["--set", "resources.cpu=1"], "resources"),
+        (&["--set", "defaultRegion=CN_HANGZHOU"], "/defaultRegion"),
+        (
+            &["--set", "watchNamespaces[0]=Not_A_Namespace"],
+            "/watchNamespaces/0",
+        ),
+        (
+            &["--set", "image.pullPolicy=Sometimes"],
+            "/image/pullPolicy",
+        ),
+        (
+            &["--set", "leaderElection.enabled=maybe"],
+            "/leaderElection/enabled",
+        ),
+        (&["--set", "replicasCount=2"], "replicasCount"),
+    ];
+    for (args, named) in cases {
+        let err = template("ops", args).expect_err(&format!("{args:?} must fail"));
+        assert!(
+            err.contains(named),
+            "{args:?}: the error does not name {named}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn chart_crds_are_byte_identical_to_the_repository_crds() {
+    let list = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    };
+    let repo_crds = repo().join("crds");
+    let chart_crds = chart_dir().join("crds");
+    let names = list(&repo_crds);
+    assert!(!names.is_empty(), "no CRDs under crds/");
+    assert_eq!(
+        list(&chart_crds),
+        names,
+        "chart crds/ and crds/ list different files"
+    );
+    for name in &names {
+        let a = std::fs::read(repo_crds.join(name)).expect("read repo CRD");
+        let b = std::fs::read(chart_crds.join(name)).expect("read chart CRD");
+        assert!(
+            a == b,
+            "charts/sparkjobrun-operator/crds/{name} differs from crds/{name}: copy it again"
+        );
+    }
+}
+
+#[test]
+fn rbac_grants_exactly_what_the_e2e_suite_grants_plus_leases() {
+    let E2eRbac { base, leases } = e2e_rbac();
+    let base_grants = grants(&base);
+    // The e2e file itself keeps Secrets at get-only, and leases to a lease manager's needs.
+    assert!(base_grants.contains(&("".into(), "secrets".into(), "get".into())));
+    for (_, _, verb) in grants(&leases) {
+        assert!(
+            matches!(verb.as_str(), "get" | "create" | "update" | "patch"),
+            "the e2e grant allows {verb} on leases"
+        );
+    }
+
+    // Cluster mode, one replica: the e2e rules, rule for rule, and no lease rights.
+    let docs = documents(&render_default("ops"));
+    assert_eq!(rules(only(&docs, "ClusterRole")), base);
+    assert!(
+        !docs.iter().any(|d| kind(d) == "Role"),
+        "leader election is off, yet a Role was rendered"
+    );
+
+    // Namespaced mode, two replicas: the e2e rules in each watched namespace, leases at home.
+    let docs = documents(&render_custom("ops", ["team-a", "team-b"]));
+    let mut seen = BTreeMap::new();
+    for role in docs.iter().filter(|d| kind(d) == "Role") {
+        let ns = namespace_of(role).expect("Role namespace").to_owned();
+        seen.insert((ns, name_of(role).to_owned()), rules(role));
+    }
+    let lease_role = format!("{FULLNAME}-leader-election");
+    let expected: BTreeMap<(String, String), BTreeSet<Rule>> = [
+        (("team-a".to_owned(), FULLNAME.to_owned()), base.clone()),
+        (("team-b".to_owned(), FULLNAME.to_owned()), base.clone()),
+        (("ops".to_owned(), lease_role.clone()), leases.clone()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(seen, expected);
+
+    // Each Role is bound, in its own namespace, to the release's ServiceAccount only.
+    for binding in docs.iter().filter(|d| kind(d) == "RoleBinding") {
+        let ns = namespace_of(binding).expect("RoleBinding namespace");
+        let role = binding["roleRef"]["name"].as_str().expect("roleRef name");
+        assert!(
+            seen.contains_key(&(ns.to_owned(), role.to_owned())),
+            "RoleBinding {ns}/{} points at a missing Role {role}",
+            name_of(binding)
+        );
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": "ops"}])
+        );
+    }
+
+    // Across every rendering: Secrets are never listed or watched, nothing uses wildcards.
+    let all: Vec<Value> = [render_default("ops"), render_custom("ops", ["a", "b"])]
+        .iter()
+        .flat_map(|y| documents(y))
+        .collect();
+    for role in all
+        .iter()
+        .filter(|d| matches!(kind(d), "Role" | "ClusterRole"))
+    {
+        for (group, resource, verb) in grants(&rules(role)) {
+            assert!(
+                !(resource == "secrets" && verb != "get"),
+                "{} grants {verb} on secrets",
+                name_of(role)
+            );
+            assert!(
+                group != "*" && resource != "*" && verb != "*",
+                "{} uses a wildcard",
+                name_of(role)
+            );
+        }
+    }
+}
+
+/// The hardening a restricted namespace asks for, on every rendering.
+#[test]
+fn deployment_is_hardened_and_probed() {
+    for (what, yaml) in [
+        ("defaults", render_default("ops")),
+        ("custom", render_custom("ops", ["a", "b"])),
+    ] {
+        let docs = documents(&yaml);
+        let deployment = only(&docs, "Deployment");
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+        assert_eq!(pod["securityContext"]["runAsUser"], 65532, "{what}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{what}"
+        );
+        let c = container(&docs);
+        let sc = &c["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true, "{what}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{what}");
+        assert!(sc["capabilities"]["add"].is_null(), "{what}");
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{what}");
+        assert!(
+            sc["privileged"].is_null() || sc["privileged"] == false,
+            "{what}"
+        );
+
+        for key in ["requests", "limits"] {
+            assert!(
+                c["resources"][key]["memory"].is_string(),
+                "{what}: resources.{key}.memory missing"
+            );
+        }
+        assert!(c["resources"]["requests"]["cpu"].is_string(), "{what}");
+
+        let ports = c["ports"].as_array().expect("ports");
+        assert_eq!(ports.len(), 1, "{what}");
+        assert_eq!(ports[0]["name"], "http-metrics", "{what}");
+        for (probe, path) in [("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
+            assert_eq!(
+                c[probe]["httpGet"],
+                json!({"path": path, "port": "http-metrics"}),
+                "{what}: {probe}"
+            );
+            assert!(c[probe]["periodSeconds"].as_u64().is_some_and(|p| p > 0));
+        }
+        let metrics_port = ports[0]["containerPort"].as_u64().expect("containerPort");
+        assert!(
+            args(&docs).contains(&format!("--metrics-addr=0.0.0.0:{metrics_port}")),
+            "{what}: --metrics-addr does not match the container port"
+        );
+    }
+}
+
+/// A minimal ServiceMonitor CRD, so the chart's ServiceMonitor is sent to the server too.
+const SERVICE_MONITOR_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+fn kubectl_ok(plane: &ControlPlane, args: &[&str]) -> Result<(String, String), String> {
+    let out = plane.kubectl(args).map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok((stdout, stderr))
+    } else {
+        Err(format!(
+            "kubectl {args:?}: {}\nstdout: {stdout}\nstderr: {stderr}",
+            out.status
+        ))
+    }
+}
+
+/// Sends `manifest` to the server with a server-side dry run and checks every object was
+/// accepted, with no warning (the release namespace warns on Pod Security "restricted").
+fn dry_run(plane: &ControlPlane, what: &str, manifest: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join(format!("{what}.yaml"));
+    std::fs::write(&path, manifest).map_err(|e| e.to_string())?;
+    let file = path.to_str().ok_or("non-utf-8 temp path")?;
+    let (stdout, stderr) = kubectl_ok(
+        plane,
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=chart-test",
+            "-f",
+            file,
+        ],
+    )?;
+    let objects = documents(manifest).len();
+    let applied = stdout
+        .lines()
+        .filter(|l| l.ends_with("serverside-applied (server dry run)"))
+        .count();
+    if applied != objects {
+        return Err(format!(
+            "{what}: {applied} of {objects} objects applied\nstdout: {stdout}\nstderr: {stderr}"
+        ));
+    }
+    if stderr.to_lowercase().contains("warning") {
+        return Err(format!("{what}: the server warned:\n{stderr}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_objects_pass_a_server_side_dry_run() {
+    let mut plane = match ControlPlane::start(ControlPlaneOptions::default()).await {
+        Ok(plane) => plane,
+        Err(e) => panic!("control plane did not start: {e}"),
+    };
+    let checks = async {
+        let crd = std::fs::read_to_string(chart_dir().join("crds/sparkjobruns.emrspark.io.yaml"))
+            .map_err(|e| e.to_string())?;
+        plane.apply_yaml(&crd).await.map_err(|e| e.to_string())?;
+        plane
+            .apply_yaml(SERVICE_MONITOR_CRD)
+            .await
+            .map_err(|e| e.to_string())?;
+        for name in [
+            "sparkjobruns.emrspark.io",
+            "servicemonitors.monitoring.coreos.com",
+        ] {
+            plane
+                .wait_crd_established(name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let release_ns = plane
+            .create_namespace("chart")
+            .await
+            .map_err(|e| e.to_string())?;
+        let team_a = plane
+            .create_namespace("team-a")
+            .await
+            .map_err(|e| e.to_string())?;
+        let team_b = plane
+            .create_namespace("team-b")
+            .await
+            .map_err(|e| e.to_string())?;
+        // Pod Security admission warns about workloads whose pods "restricted" would refuse.
+        kubectl_ok(
+            &plane,
+            &[
+                "label",
+                "namespace",
+                &release_ns,
+                "pod-security.kubernetes.io/enforce=restricted",
+                "pod-security.kubernetes.io/warn=restricted",
+            ],
+        )?;
+
+        dry_run(&plane, "defaults", &render_default(&release_ns))?;
+        dry_run(
+            &plane,
+            "custom",
+            &render_custom(&release_ns, [&team_a, &team_b]),
+        )?;
+
+        // The check can fail: a privileged container is refused with a warning.
+        let bad = template(
+            &release_ns,
+            &["--set", "securityContext.allowPrivilegeEscalation=true"],
+        )?;
+        match dry_run(&plane, "escalating", &bad) {
+            Err(e) if e.contains("allowPrivilegeEscalation") => {}
+            other => {
+                return Err(format!(
+                    "escalating container: expected a warning, got {other:?}"
+                ));
+            }
+        }
+        Ok::<(), String>(())
+    };
+    if let Err(e) = checks.await {
+        let logs = plane.keep_logs();
+        panic!("{e}\nlogs kept: {}", logs.kube_apiserver.display());
+    }
+    plane.stop();
+}

@@ -1,0 +1,337 @@
+//! Cases that run the operator binary as a separate process: logs, metrics, health, scoping by
+//! label selector, graceful shutdown and leader election.
+
+use std::time::{Duration, Instant};
+
+use sparkjobrun_operator::crd::{CredentialsSource, SecretReference, SparkJobRunRefSpec};
+use sparkjobrun_operator::simulator::{Account, Phase, RunScript};
+
+use crate::support::{ACCESS_KEY_ID, Env, OperatorProcess, condition, ensure, wait_for};
+
+const WS: &str = "w-e2e0000000001";
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(rand::random::<[u8; 6]>()))
+}
+
+fn spec(job_run_id: &str, secret: Option<&str>) -> SparkJobRunRefSpec {
+    SparkJobRunRefSpec {
+        workspace_id: WS.into(),
+        job_run_id: job_run_id.into(),
+        region_id: Some("cn-hangzhou".into()),
+        credentials: secret.map(|name| CredentialsSource {
+            secret_ref: Some(SecretReference { name: name.into() }),
+        }),
+        ..SparkJobRunRefSpec::default()
+    }
+}
+
+async fn wait_exit(
+    p: &mut OperatorProcess,
+    within: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    match tokio::time::timeout(within, p.child.wait()).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(format!("waiting for the operator: {e}")),
+        Err(_) => Err(format!("operator did not exit within {within:?}")),
+    }
+}
+
+/// A trace-level run with Secret (STS) credentials: no secret value in the log, every line about
+/// the object names it, /metrics and /readyz answer, objects outside the selector are left
+/// alone, and SIGTERM ends the process cleanly.
+pub async fn process_logs_metrics_and_scope(env: &'static Env) -> Result<(), String> {
+    let ns = env.namespace("process").await?;
+    let key_id = unique("STS.e2eKey");
+    let key_secret = unique("sts-secret-value-");
+    let token = unique("sts-token-value-");
+    let mut account = Account::new(key_id.as_str(), key_secret.as_str());
+    account.security_token = Some(token.as_str().into());
+    env.sim.add_account(account);
+    env.put_secret(
+        &ns,
+        "sts",
+        &[
+            ("accessKeyId", &key_id),
+            ("accessKeySecret", &key_secret),
+            ("securityToken", &token),
+        ],
+    )
+    .await?;
+    let jr = unique("jr-proc");
+    env.sim
+        .add_run(RunScript::new(WS, &jr).holding("Running"))
+        .map_err(|e| e.to_string())?;
+
+    let mut op = env.spawn_operator(
+        "logs",
+        &["--label-selector", "e2e-process=logs"],
+        &[("RUST_LOG", "trace")],
+    )?;
+    env.create_labeled(
+        &ns,
+        "traced",
+        spec(&jr, Some("sts")),
+        &[("e2e-process", "logs")],
+    )
+    .await?;
+    // Nobody's object: neither the in-process operator nor this one may touch it.
+    env.create_labeled(
+        &ns,
+        "orphan",
+        spec(&jr, Some("sts")),
+        &[("e2e-process", "nobody")],
+    )
+    .await?;
+
+    wait_for(
+        "the process operator to report Running",
+        Duration::from_secs(40),
+        || async {
+            let s = env.status(&ns, "traced").await?;
+            if s.state.as_deref() == Some("Running") {
+                Ok(Some(()))
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    )
+    .await?;
+    let (code, body) = wait_for("/readyz to answer 200", Duration::from_secs(20), || async {
+        let (code, body) = op.http_get("/readyz").await?;
+        if code == 200 {
+            Ok(Some((code, body)))
+        } else {
+            Err(format!("{code} {body}"))
+        }
+    })
+    .await?;
+    ensure(code == 200 && body.contains("ok"), || {
+        format!("/readyz {code} {body}")
+    })?;
+    let (code, _) = op.http_get("/livez").await?;
+    ensure(code == 200, || format!("/livez {code}"))?;
+    let (code, metrics) = op.http_get("/metrics").await?;
+    ensure(code == 200, || format!("/metrics {code}"))?;
+    for needle in [
+        "sparkjobrun_getjobrun_calls_total{outcome=\"ok\"}",
+        "sparkjobrun_objects{state=\"Active\"} 1",
+        "sparkjobrun_reconcile_duration_seconds_bucket",
+        "sparkjobrun_status_writes_total",
+        "sparkjobrun_leader 0",
+    ] {
+        ensure(metrics.contains(needle), || {
+            format!("/metrics lacks {needle}:\n{metrics}")
+        })?;
+    }
+    ensure(
+        !metrics.contains("traced") && !metrics.contains(&ns),
+        || "an object name became a metric label".into(),
+    )?;
+    let orphan = env.status(&ns, "orphan").await?;
+    ensure(
+        orphan.state.is_none() && orphan.conditions.is_empty(),
+        || format!("object outside every selector was reconciled: {orphan:?}"),
+    )?;
+
+    op.signal(libc::SIGTERM);
+    let status = wait_exit(&mut op, Duration::from_secs(15)).await?;
+    ensure(status.success(), || {
+        format!(
+            "operator exited with {status} after SIGTERM\n{}",
+            op.log_text()
+        )
+    })?;
+
+    let log = op.log_text();
+    ensure(log.lines().count() > 50, || {
+        format!("trace log is suspiciously short:\n{log}")
+    })?;
+    for (what, value) in [
+        ("AccessKey secret", key_secret.as_str()),
+        ("STS token", token.as_str()),
+        ("operator secret", env.secret.as_str()),
+    ] {
+        ensure(!log.contains(value), || {
+            format!("the {what} appears in the trace log {}", op.log.display())
+        })?;
+    }
+    let written: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("status written"))
+        .collect();
+    ensure(!written.is_empty(), || {
+        "no 'status written' line in the log".into()
+    })?;
+    ensure(
+        written
+            .iter()
+            .all(|l| l.contains(&ns) && l.contains("traced")),
+        || format!("log lines without namespace/name: {written:?}"),
+    )?;
+    let _ = ACCESS_KEY_ID;
+    Ok(())
+}
+
+/// Two replicas with leader election: one leads (and alone is ready), the leader is killed with
+/// SIGKILL, the other takes over within the lease duration and finishes the job; every
+/// transition is recorded once.
+pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
+    let ns = env.namespace("leader").await?;
+    let lease_ns = ns.clone();
+    let args = |id: &'static str| {
+        vec![
+            "--label-selector".to_string(),
+            "e2e-process=leader".to_string(),
+            "--leader-election=true".to_string(),
+            format!("--leader-election-namespace={lease_ns}"),
+            "--leader-election-lease-duration=4s".to_string(),
+            "--leader-election-renew-grace=1s".to_string(),
+            format!("--instance-name={id}"),
+        ]
+    };
+    let creds = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+        ("RUST_LOG", "info"),
+    ];
+    let a_args = args("replica-a");
+    let b_args = args("replica-b");
+    let a = env.spawn_operator(
+        "leader-a",
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &creds,
+    )?;
+    let b = env.spawn_operator(
+        "leader-b",
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &creds,
+    )?;
+    let mut replicas = [a, b];
+
+    let leader = wait_for("one replica to lead", Duration::from_secs(30), || async {
+        let ra = replicas[0]
+            .http_get("/readyz")
+            .await
+            .map(|r| r.0)
+            .unwrap_or(0);
+        let rb = replicas[1]
+            .http_get("/readyz")
+            .await
+            .map(|r| r.0)
+            .unwrap_or(0);
+        match (ra, rb) {
+            (200, 200) => Err("both replicas claim to lead".into()),
+            (200, _) => Ok(Some(0usize)),
+            (_, 200) => Ok(Some(1usize)),
+            other => Err(format!("readyz {other:?}")),
+        }
+    })
+    .await?;
+    let follower = 1 - leader;
+    let (code, body) = replicas[follower].http_get("/readyz").await?;
+    ensure(code == 503 && body.contains("leader"), || {
+        format!("follower /readyz {code} {body}")
+    })?;
+
+    let jr = unique("jr-lead");
+    let phases = vec![
+        Phase {
+            state: "Submitted".into(),
+            after_seconds: None,
+            for_seconds: Some(5.0),
+            state_change_reason: None,
+        },
+        Phase {
+            state: "Running".into(),
+            after_seconds: None,
+            for_seconds: Some(10.0),
+            state_change_reason: None,
+        },
+        Phase {
+            state: "Success".into(),
+            after_seconds: None,
+            for_seconds: None,
+            state_change_reason: None,
+        },
+    ];
+    env.sim
+        .add_run(RunScript::new(WS, &jr).with_phases(phases))
+        .map_err(|e| e.to_string())?;
+    env.create_labeled(&ns, "ha", spec(&jr, None), &[("e2e-process", "leader")])
+        .await?;
+    wait_for(
+        "Running under the first leader",
+        Duration::from_secs(30),
+        || async {
+            let s = env.status(&ns, "ha").await?;
+            if s.state.as_deref() == Some("Running") {
+                Ok(Some(()))
+            } else {
+                Err(format!("{:?}", s.state))
+            }
+        },
+    )
+    .await?;
+
+    replicas[leader].signal(libc::SIGKILL);
+    let killed = Instant::now();
+    let _ = wait_exit(&mut replicas[leader], Duration::from_secs(5)).await;
+    wait_for(
+        "the follower to take over",
+        Duration::from_secs(20),
+        || async {
+            let (code, _) = replicas[follower].http_get("/readyz").await?;
+            if code == 200 {
+                Ok(Some(()))
+            } else {
+                Err(format!("follower readyz {code}"))
+            }
+        },
+    )
+    .await?;
+    let takeover = killed.elapsed();
+    println!(
+        "    leader failover took {:.1}s (lease duration 4s)",
+        takeover.as_secs_f64()
+    );
+    // Lease duration plus one retry period of the lease manager and the readiness poll.
+    ensure(takeover <= Duration::from_secs(8), || {
+        format!("takeover took {takeover:?}")
+    })?;
+
+    let s = wait_for(
+        "Success under the new leader",
+        Duration::from_secs(40),
+        || async {
+            let s = env.status(&ns, "ha").await?;
+            if s.state.as_deref() == Some("Success") {
+                Ok(Some(s))
+            } else {
+                Err(format!("{:?}", s.state))
+            }
+        },
+    )
+    .await?;
+    ensure(
+        condition(&s, "Succeeded").map(|c| c.0) == Some("True"),
+        || format!("{:?}", s.conditions),
+    )?;
+    let events = env.events(&ns, "ha").await?;
+    let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
+    ensure(reasons == ["Submitted", "Running", "Succeeded"], || {
+        format!("events after failover: {reasons:?}")
+    })?;
+    ensure(events.iter().all(|e| e.series.is_none()), || {
+        "an event was repeated".into()
+    })?;
+
+    replicas[follower].signal(libc::SIGTERM);
+    let status = wait_exit(&mut replicas[follower], Duration::from_secs(15)).await?;
+    ensure(status.success(), || {
+        format!(
+            "new leader exited with {status} after SIGTERM:\n{}",
+            replicas[follower].log_text()
+        )
+    })
+}
