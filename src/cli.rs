@@ -193,7 +193,7 @@ pub struct GetJobRunArgs {
     pub region_id: String,
     #[command(flatten)]
     pub service: ServiceArgs,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
 }
 

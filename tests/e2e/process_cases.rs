@@ -335,3 +335,67 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
         )
     })
 }
+
+/// One process-wide rate limit bounds calls to the service however many objects exist.
+pub async fn rate_limit_bounds_calls(env: &'static Env) -> Result<(), String> {
+    let ns = env.namespace("ratelimit").await?;
+    let creds = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+    ];
+    let mut op = env.spawn_operator(
+        "ratelimit",
+        &[
+            "--label-selector",
+            "e2e-process=ratelimit",
+            "--rate-limit",
+            "2",
+            "--rate-burst",
+            "2",
+        ],
+        &creds,
+    )?;
+    let runs: Vec<String> = (0..12).map(|_| unique("jr-rate")).collect();
+    for (i, jr) in runs.iter().enumerate() {
+        env.sim
+            .add_run(RunScript::new(WS, jr).holding("Running"))
+            .map_err(|e| e.to_string())?;
+        env.create_labeled(
+            &ns,
+            &format!("r{i}"),
+            spec(jr, None),
+            &[("e2e-process", "ratelimit")],
+        )
+        .await?;
+    }
+    // Let the start-up burst pass, then measure a window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let count = || runs.iter().map(|jr| env.sim.calls_for(jr)).sum::<u64>();
+    let before = count();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let calls = count() - before;
+    let window = started.elapsed().as_secs_f64();
+    println!("    rate limit 2/s: {calls} calls in {window:.1}s for 12 objects polled every 1s");
+    // 12 objects at a 1 s poll interval would make ~72 calls unthrottled.
+    let bound = (2.0 * window).ceil() as u64 + 2 + 1;
+    ensure(calls <= bound, || {
+        format!("{calls} calls in {window:.1}s exceeds the 2/s limit (bound {bound})")
+    })?;
+    ensure(calls >= 6, || {
+        format!("only {calls} calls: the operator is not polling")
+    })?;
+    let (_, metrics) = op.http_get("/metrics").await?;
+    let waits = metrics
+        .lines()
+        .find(|l| l.starts_with("sparkjobrun_rate_limiter_waits_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    ensure(waits > 0.0, || {
+        format!("rate limiter waits not counted:\n{metrics}")
+    })?;
+    op.signal(libc::SIGTERM);
+    let status = wait_exit(&mut op, Duration::from_secs(15)).await?;
+    ensure(status.success(), || format!("exit {status}"))
+}

@@ -1,0 +1,207 @@
+//! The command line as a user runs it: the real binary against the simulator on loopback.
+
+use std::process::Output;
+
+use sparkjobrun_operator::simulator::{
+    Account, Phase, Reason, RunScript, Simulator, SimulatorConfig, SimulatorHandle,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sparkjobrun-operator");
+const KEY_ID: &str = "LTAI5tCliTestKey0001";
+const KEY_SECRET: &str = "cli-test-secret-value-0001";
+
+async fn simulator() -> SimulatorHandle {
+    let sim = Simulator::start(SimulatorConfig {
+        accounts: vec![Account::new(KEY_ID, KEY_SECRET)],
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let failed = RunScript::new("w-cli0000000001", "jr-clifailed").with_phases(vec![Phase {
+        state: "Failed".into(),
+        after_seconds: None,
+        for_seconds: None,
+        state_change_reason: Some(Reason {
+            code: "ERR-100000".into(),
+            message: "connection refused".into(),
+        }),
+    }]);
+    sim.add_run(failed).expect("valid script");
+    sim
+}
+
+async fn get_job_run(
+    sim: &SimulatorHandle,
+    job_run: &str,
+    secret: Option<&str>,
+    extra: &[&str],
+) -> Output {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args([
+        "get-job-run",
+        "--workspace-id",
+        "w-cli0000000001",
+        "--job-run-id",
+        job_run,
+    ])
+    .args(["--region-id", "cn-hangzhou", "--endpoint", &sim.endpoint()])
+    .args(extra)
+    .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+    .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+    .env_remove("SPARKJOBRUN_DEFAULT_REGION");
+    if let Some(secret) = secret {
+        cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret);
+    }
+    cmd.output().await.expect("binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn get_job_run_prints_the_status_the_controller_would_write() {
+    let sim = simulator().await;
+    let out = get_job_run(
+        &sim,
+        "jr-clifailed",
+        Some(KEY_SECRET),
+        &["--output", "json"],
+    )
+    .await;
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(status["state"], "Failed");
+    assert_eq!(status["terminal"], true);
+    assert_eq!(status["stateChangeReason"]["code"], "ERR-100000");
+    for key in [
+        "driverStdOut",
+        "driverStdError",
+        "driverSyslog",
+        "driverStartup",
+    ] {
+        assert!(
+            status["log"][key].is_string(),
+            "log.{key} missing: {status}"
+        );
+    }
+    let conditions = status["conditions"].as_array().expect("conditions");
+    let get = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == t)
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(get("Finished"), Some("True".into()));
+    assert_eq!(get("Failed"), Some("True".into()));
+    assert_eq!(get("Succeeded"), Some("False".into()));
+    assert_eq!(get("Synced"), Some("True".into()));
+
+    let yaml = get_job_run(&sim, "jr-clifailed", Some(KEY_SECRET), &["-o", "yaml"]).await;
+    assert!(yaml.status.success());
+    let parsed: serde_yaml::Value = serde_yaml::from_slice(&yaml.stdout).expect("YAML on stdout");
+    assert_eq!(parsed["state"], serde_yaml::Value::from("Failed"));
+}
+
+#[tokio::test]
+async fn get_job_run_failures_exit_non_zero_with_the_service_code() {
+    let sim = simulator().await;
+    let wrong = get_job_run(&sim, "jr-clifailed", Some("not-the-secret"), &[]).await;
+    assert!(!wrong.status.success());
+    let err = text(&wrong.stderr);
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert!(!err.contains("not-the-secret"), "secret echoed: {err}");
+
+    let missing = get_job_run(&sim, "jr-nosuchrun", Some(KEY_SECRET), &[]).await;
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("JobRunNotFound"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    let no_creds = get_job_run(&sim, "jr-clifailed", None, &[]).await;
+    assert!(!no_creds.status.success());
+    let err = text(&no_creds.stderr);
+    assert!(
+        err.contains("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            && err.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        "{err}"
+    );
+}
+
+#[test]
+fn crd_subcommand_prints_the_committed_crd() {
+    let out = std::process::Command::new(BIN)
+        .arg("crd")
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/sparkjobruns.emrspark.io.yaml"
+    ))
+    .expect("committed CRD");
+    assert_eq!(text(&out.stdout), committed);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        &[][..],
+        &["run"],
+        &["crd"],
+        &["get-job-run"],
+        &["simulator"],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(sub)
+            .arg("--help")
+            .output()
+            .expect("binary runs");
+        assert!(out.status.success(), "{sub:?} --help failed");
+        assert!(
+            text(&out.stdout).contains("Usage:"),
+            "{sub:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--help"])
+        .output()
+        .expect("binary runs");
+    let help = text(&out.stdout);
+    for flag in [
+        "--namespace",
+        "--label-selector",
+        "--rate-limit",
+        "--default-region",
+        "--endpoint",
+        "--network",
+        "--log-format",
+        "--leader-election",
+    ] {
+        assert!(help.contains(flag), "run --help lacks {flag}");
+    }
+    assert!(
+        help.contains("[env: SPARKJOBRUN_RATE_LIMIT="),
+        "env fallbacks are documented in --help"
+    );
+}
+
+#[test]
+fn bad_flags_fail_at_start_with_the_flag_named() {
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--rate-limit", "0", "--metrics-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--rate-limit"),
+        "{}",
+        text(&out.stderr)
+    );
+}
