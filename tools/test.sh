@@ -17,6 +17,21 @@ for tool in cargo go; do
     command -v "$tool" >/dev/null 2>&1 || { echo "tools/test.sh: $tool is not installed" >&2; exit 1; }
 done
 
+step "Debian packages (tools/apt-packages.txt)"
+if [ -s tools/apt-packages.txt ]; then
+    missing=()
+    while read -r pkg; do
+        pkg=${pkg%%#*}; pkg=${pkg// /}
+        [ -n "$pkg" ] || continue
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done < tools/apt-packages.txt
+    if [ ${#missing[@]} -gt 0 ]; then
+        sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+        $sudo_cmd apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+
 step "control-plane binaries (kube-apiserver, kubectl, etcd, helm)"
 tools/ensure-tools.sh >/dev/null
 set -a; . "${SPARKJOBRUN_CACHE:-$HOME/.cache/sparkjobrun-operator}/tools.env"; set +a
