@@ -747,3 +747,70 @@ pub async fn operator_rights_are_minimal(env: &'static Env) -> Result<(), String
         "operator may update specs".into()
     })
 }
+
+pub async fn cancel_failed_and_unknown_states(env: &'static Env) -> Result<(), String> {
+    let ns = env.namespace("oddstates").await?;
+    for (name, state, reason) in [
+        ("cf", "CancelFailed", "CancelFailed"),
+        ("odd", "Hibernating", "UnknownState"),
+    ] {
+        let jr = unique("jr-odd");
+        env.sim
+            .add_run(held(&jr, state))
+            .map_err(|e| e.to_string())?;
+        env.create(&ns, name, spec(&jr)).await?;
+        let s = wait_state(env, &ns, name, state).await?;
+        let want = expected(&Knowledge::State {
+            state,
+            reason_code: None,
+            reason_message: None,
+        });
+        ensure(outcome_of(&s) == want, || {
+            format!("{state}: {:?}", s.conditions)
+        })?;
+        ensure(s.terminal == Some(false), || {
+            format!("{state} reported terminal")
+        })?;
+        ensure(
+            condition(&s, "Reconciling").map(|c| c.1) == Some(reason),
+            || format!("{:?}", s.conditions),
+        )?;
+        let events = wait_for(&format!("a Warning event {reason}"), T, || async {
+            let events = env.events(&ns, name).await?;
+            if events.iter().any(|e| {
+                e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning")
+            }) {
+                Ok(Some(events))
+            } else {
+                Err(format!(
+                    "{:?}",
+                    events
+                        .iter()
+                        .map(|e| (&e.reason, &e.type_))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        })
+        .await?;
+        ensure(events.len() == 1, || {
+            format!("{state}: {} events", events.len())
+        })?;
+        // Still polled (slowly), never reported finished.
+        let (ok, _, _) = env
+            .kubectl(
+                &[
+                    "wait",
+                    "--for=condition=Finished",
+                    "--timeout=2s",
+                    "-n",
+                    &ns,
+                    &format!("sjr/{name}"),
+                ],
+                None,
+                false,
+            )
+            .await?;
+        ensure(!ok, || format!("{state}: kubectl wait Finished returned"))?;
+    }
+    Ok(())
+}

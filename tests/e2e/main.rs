@@ -50,6 +50,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("leader_failover", |e| {
             process_cases::leader_failover(e).boxed()
         }),
+        ("cancel_failed_and_unknown_states", |e| {
+            cases::cancel_failed_and_unknown_states(e).boxed()
+        }),
         ("rate_limit_bounds_calls", |e| {
             process_cases::rate_limit_bounds_calls(e).boxed()
         }),
