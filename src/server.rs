@@ -1,4 +1,4 @@
-//! The operator's one HTTP port: `/metrics` (Prometheus text), `/livez` and `/readyz`.
+//! The operator's one HTTP port: `/metrics` (Prometheus text), `/livez`, `/readyz`, `/leaderz`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,9 +10,12 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-/// Readiness inputs. Ready means: the CRD answered a list, every watch delivered its first list,
-/// and (with leader election) this replica holds the lease — so a Service or a human can tell
-/// which replica is doing the work.
+/// Readiness inputs. A leader (or a single replica) is ready once the CRD answered a list and every
+/// watch delivered its first list. A standby is ready once the CRD answered: it must count as
+/// available, or a rolling update (the new pod waits for the old leader's lease while the old
+/// leader waits for the new pod to be ready) and a PodDisruptionBudget would deadlock. Which
+/// replica leads is said in the `/readyz` body, by `/leaderz` (200 only on the leader) and by the
+/// `sparkjobrun_leader` metric.
 #[derive(Debug, Default)]
 pub struct Readiness {
     pub crd_found: AtomicBool,
@@ -30,21 +33,18 @@ struct AppState {
     metrics: MetricsRenderer,
 }
 
-/// Why the replica is not ready, or `None` when it is. Pure, so each case is tested.
-pub fn not_ready_reason(
-    crd_found: bool,
-    synced: bool,
-    election: bool,
-    leading: bool,
-) -> Option<&'static str> {
+/// Whether the replica is ready, with the sentence `/readyz` answers. Pure, so each case is tested.
+pub fn readiness(crd_found: bool, synced: bool, election: bool, leading: bool) -> (bool, &'static str) {
     if !crd_found {
-        Some("the SparkJobRunRef CRD was not found or cannot be listed")
+        (false, "not ready: the SparkJobRunRef CRD was not found or cannot be listed")
     } else if election && !leading {
-        Some("waiting for the leader lease (another replica leads)")
+        (true, "ok: standby, waiting for the leader lease (another replica leads)")
     } else if !synced {
-        Some("the first list of SparkJobRunRef objects has not arrived yet")
+        (false, "not ready: the first list of SparkJobRunRef objects has not arrived yet")
+    } else if election {
+        (true, "ok: leader")
     } else {
-        None
+        (true, "ok")
     }
 }
 
@@ -54,17 +54,25 @@ async fn livez() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let r = &state.readiness;
-    match not_ready_reason(
+    let (ready, text) = readiness(
         r.crd_found.load(Ordering::Relaxed),
         (state.synced)(),
         r.leader_election.load(Ordering::Relaxed),
         r.leading.load(Ordering::Relaxed),
-    ) {
-        None => (StatusCode::OK, "ok\n".to_string()),
-        Some(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
-        ),
+    );
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, format!("{text}\n"))
+}
+
+/// 200 on the replica that reconciles (the lease holder, or the only replica without election).
+async fn leaderz(State(state): State<AppState>) -> impl IntoResponse {
+    let r = &state.readiness;
+    if !r.leader_election.load(Ordering::Relaxed) {
+        (StatusCode::OK, "leader election is off; this replica reconciles\n")
+    } else if r.leading.load(Ordering::Relaxed) {
+        (StatusCode::OK, "leader\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "standby\n")
     }
 }
 
@@ -99,6 +107,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/leaderz", get(leaderz))
         .route("/metrics", get(metrics))
         .with_state(AppState {
             readiness,
@@ -122,12 +131,20 @@ mod tests {
 
     #[test]
     fn readiness_table() {
-        assert!(not_ready_reason(false, true, false, false).is_some_and(|r| r.contains("CRD")));
-        assert!(
-            not_ready_reason(true, false, false, false).is_some_and(|r| r.contains("first list"))
-        );
-        assert!(not_ready_reason(true, true, true, false).is_some_and(|r| r.contains("leader")));
-        assert_eq!(not_ready_reason(true, true, true, true), None);
-        assert_eq!(not_ready_reason(true, true, false, false), None);
+        let table = [
+            // crd, synced, election, leading -> ready, words in the answer
+            ((false, true, false, false), false, "CRD"),
+            ((false, true, true, true), false, "CRD"),
+            ((true, false, false, false), false, "first list"),
+            ((true, false, true, true), false, "first list"),
+            ((true, false, true, false), true, "standby"),
+            ((true, true, true, true), true, "leader"),
+            ((true, true, false, false), true, "ok"),
+        ];
+        for ((crd, synced, election, leading), ready, words) in table {
+            let (got, text) = readiness(crd, synced, election, leading);
+            assert_eq!(got, ready, "{crd} {synced} {election} {leading}");
+            assert!(text.contains(words), "{text}");
+        }
     }
 }

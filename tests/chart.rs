@@ -585,6 +585,7 @@ fn bad_values_fail_naming_the_value() {
             &["--set", "leaderElection.enabled=maybe"],
             "/leaderElection/enabled",
         ),
+        (&["--set", "strategy.type=Sometimes"], "/strategy/type"),
         (&["--set", "replicasCount=2"], "replicasCount"),
     ];
     for (args, named) in cases {
@@ -704,6 +705,49 @@ fn rbac_grants_exactly_what_the_e2e_suite_grants_plus_leases() {
             );
         }
     }
+}
+
+/// The flags the chart passes are ones the operator accepts, and they mean what the values say.
+#[test]
+fn rendered_args_parse_with_the_operator_cli() {
+    use clap::Parser;
+    use sparkjobrun_operator::cli::{Cli, Command as CliCommand, RunArgs};
+
+    let parse = |docs: &[Value]| -> RunArgs {
+        let mut argv = vec!["sparkjobrun-operator".to_owned()];
+        argv.extend(args(docs));
+        match Cli::try_parse_from(&argv) {
+            Ok(Cli {
+                command: CliCommand::Run(run),
+            }) => run,
+            Ok(other) => panic!("{argv:?} parsed as {other:?}"),
+            Err(e) => panic!("the operator refuses the chart's flags {argv:?}:\n{e}"),
+        }
+    };
+
+    let run = parse(&documents(&render_default("ops")));
+    let settings = run.settings().expect("default flags are valid");
+    assert!(settings.scope.namespaces.is_empty());
+    assert_eq!(run.metrics_addr.port(), 8080);
+    assert_eq!(run.leader_election().expect("valid"), None);
+
+    let run = parse(&documents(&render_custom("ops", ["team-a", "team-b"])));
+    let settings = run.settings().expect("custom flags are valid");
+    assert_eq!(settings.scope.namespaces, ["team-a", "team-b"]);
+    assert_eq!(
+        settings.scope.label_selector.as_deref(),
+        Some("team in (data,ml)")
+    );
+    assert_eq!(settings.default_region.as_deref(), Some("cn-hangzhou"));
+    assert_eq!(settings.rate.per_second, 2.5);
+    assert_eq!(settings.rate.burst, 5);
+    assert_eq!(run.metrics_addr.port(), 9090);
+    let election = run
+        .leader_election()
+        .expect("valid")
+        .expect("leader election on with two replicas");
+    assert_eq!(election.namespace, "ops");
+    assert_eq!(election.lease_name, FULLNAME);
 }
 
 /// The hardening a restricted namespace asks for, on every rendering.
@@ -894,6 +938,50 @@ async fn rendered_objects_pass_a_server_side_dry_run() {
             other => {
                 return Err(format!(
                     "escalating container: expected a warning, got {other:?}"
+                ));
+            }
+        }
+
+        // A real install with the default values: helm's own checks against the server, and
+        // the NOTES a user reads afterwards.
+        let kubeconfig = plane.kubeconfig_admin_path().to_string_lossy().into_owned();
+        let chart = chart_dir().to_string_lossy().into_owned();
+        let notes = run_helm(&[
+            "install",
+            RELEASE,
+            &chart,
+            "--namespace",
+            &release_ns,
+            "--kubeconfig",
+            &kubeconfig,
+        ])?;
+        for line in [
+            "kubectl get sparkjobruns -A",
+            "kubectl wait --for=condition=Finished",
+        ] {
+            if !notes.contains(line) {
+                return Err(format!("helm install NOTES lack {line:?}:\n{notes}"));
+            }
+        }
+        let (names, _) = kubectl_ok(
+            &plane,
+            &[
+                "get",
+                "deployment,serviceaccount,service",
+                "-n",
+                &release_ns,
+                "-o",
+                "name",
+            ],
+        )?;
+        for expected in [
+            format!("deployment.apps/{FULLNAME}"),
+            format!("serviceaccount/{FULLNAME}"),
+            format!("service/{FULLNAME}-metrics"),
+        ] {
+            if !names.lines().any(|l| l == expected) {
+                return Err(format!(
+                    "after helm install, {expected} is missing:\n{names}"
                 ));
             }
         }

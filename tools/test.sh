@@ -51,10 +51,11 @@ status=${PIPESTATUS[0]}
 step "summary"
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
     END { print p + 0, f + 0 }' target/test-output.log)
-e2e=$(grep -cE '^e2e .* \.\.\. ok$' target/test-output.log || true)
-echo "end-to-end tests passed: $e2e; wall time $(( $(date +%s) - started ))s" >&2
-if [ "$e2e" -eq 0 ]; then
-    echo "tools/test.sh: no end-to-end test ran" >&2
+e2e=$(grep -cE '^e2e .* \.\.\. ok' target/test-output.log || true)
+e2e_planned=$(sed -nE 's/^running ([0-9]+) end-to-end tests$/\1/p' target/test-output.log | head -n1)
+echo "end-to-end tests passed: $e2e of ${e2e_planned:-?}; wall time $(( $(date +%s) - started ))s" >&2
+if [ "$e2e" -eq 0 ] || [ "$e2e" != "${e2e_planned:-}" ]; then
+    echo "tools/test.sh: not every end-to-end test ran and passed" >&2
     status=1
 fi
 echo "${passed:-0} passed, ${failed:-0} failed"

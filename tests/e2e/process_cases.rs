@@ -211,12 +211,12 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
 
     let leader = wait_for("one replica to lead", Duration::from_secs(30), || async {
         let ra = replicas[0]
-            .http_get("/readyz")
+            .http_get("/leaderz")
             .await
             .map(|r| r.0)
             .unwrap_or(0);
         let rb = replicas[1]
-            .http_get("/readyz")
+            .http_get("/leaderz")
             .await
             .map(|r| r.0)
             .unwrap_or(0);
@@ -229,9 +229,18 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
     })
     .await?;
     let follower = 1 - leader;
+    let (code, body) = replicas[follower].http_get("/leaderz").await?;
+    ensure(code == 503 && body.contains("standby"), || {
+        format!("follower /leaderz {code} {body}")
+    })?;
+    // A standby counts as available (rollouts and disruption budgets need it) and says so.
     let (code, body) = replicas[follower].http_get("/readyz").await?;
-    ensure(code == 503 && body.contains("leader"), || {
+    ensure(code == 200 && body.contains("standby"), || {
         format!("follower /readyz {code} {body}")
+    })?;
+    let (code, body) = replicas[leader].http_get("/readyz").await?;
+    ensure(code == 200 && body.contains("leader"), || {
+        format!("leader /readyz {code} {body}")
     })?;
 
     let jr = unique("jr-lead");
@@ -281,7 +290,7 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
         "the follower to take over",
         Duration::from_secs(20),
         || async {
-            let (code, _) = replicas[follower].http_get("/readyz").await?;
+            let (code, _) = replicas[follower].http_get("/leaderz").await?;
             if code == 200 {
                 Ok(Some(()))
             } else {
