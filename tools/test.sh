@@ -49,7 +49,10 @@ cargo test --all-targets --no-fail-fast 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
 
 step "summary"
-read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+# libtest's "test result:" lines plus the end-to-end harness's own "N passed, N failed" line.
+read -r passed failed < <(awk '
+    /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+    /^[0-9]+ passed, [0-9]+ failed$/ { p += $1; f += $3 }
     END { print p + 0, f + 0 }' target/test-output.log)
 e2e=$(grep -cE '^e2e .* \.\.\. ok' target/test-output.log || true)
 e2e_planned=$(sed -nE 's/^running ([0-9]+) end-to-end tests$/\1/p' target/test-output.log | head -n1)
