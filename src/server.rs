@@ -34,13 +34,27 @@ struct AppState {
 }
 
 /// Whether the replica is ready, with the sentence `/readyz` answers. Pure, so each case is tested.
-pub fn readiness(crd_found: bool, synced: bool, election: bool, leading: bool) -> (bool, &'static str) {
+pub fn readiness(
+    crd_found: bool,
+    synced: bool,
+    election: bool,
+    leading: bool,
+) -> (bool, &'static str) {
     if !crd_found {
-        (false, "not ready: the SparkJobRunRef CRD was not found or cannot be listed")
+        (
+            false,
+            "not ready: the SparkJobRunRef CRD was not found or cannot be listed",
+        )
     } else if election && !leading {
-        (true, "ok: standby, waiting for the leader lease (another replica leads)")
+        (
+            true,
+            "ok: standby, waiting for the leader lease (another replica leads)",
+        )
     } else if !synced {
-        (false, "not ready: the first list of SparkJobRunRef objects has not arrived yet")
+        (
+            false,
+            "not ready: the first list of SparkJobRunRef objects has not arrived yet",
+        )
     } else if election {
         (true, "ok: leader")
     } else {
@@ -60,7 +74,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         r.leader_election.load(Ordering::Relaxed),
         r.leading.load(Ordering::Relaxed),
     );
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, format!("{text}\n"))
 }
 
@@ -68,7 +86,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 async fn leaderz(State(state): State<AppState>) -> impl IntoResponse {
     let r = &state.readiness;
     if !r.leader_election.load(Ordering::Relaxed) {
-        (StatusCode::OK, "leader election is off; this replica reconciles\n")
+        (
+            StatusCode::OK,
+            "leader election is off; this replica reconciles\n",
+        )
     } else if r.leading.load(Ordering::Relaxed) {
         (StatusCode::OK, "leader\n")
     } else {
