@@ -21,6 +21,7 @@ fn spec(job_run_id: &str, secret: Option<&str>) -> SparkJobRunRefSpec {
         region_id: Some("cn-hangzhou".into()),
         credentials: secret.map(|name| CredentialsSource {
             secret_ref: Some(SecretReference { name: name.into() }),
+            ..CredentialsSource::default()
         }),
         ..SparkJobRunRefSpec::default()
     }
@@ -238,10 +239,19 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
     ensure(code == 200 && body.contains("standby"), || {
         format!("follower /readyz {code} {body}")
     })?;
-    let (code, body) = replicas[leader].http_get("/readyz").await?;
-    ensure(code == 200 && body.contains("leader"), || {
-        format!("leader /readyz {code} {body}")
-    })?;
+    wait_for(
+        "the leader to be ready",
+        Duration::from_secs(15),
+        || async {
+            let (code, body) = replicas[leader].http_get("/readyz").await?;
+            if code == 200 && body.contains("leader") {
+                Ok(Some(()))
+            } else {
+                Err(format!("leader /readyz {code} {body}"))
+            }
+        },
+    )
+    .await?;
 
     let jr = unique("jr-lead");
     let phases = vec![
