@@ -15,7 +15,8 @@ use crate::cli::{GetJobRunArgs, LeaderElection, LogFormat, OutputFormat, RunArgs
 use crate::client::{GetJobRunRequest, HttpJobRunService, JobRunService};
 use crate::controller::{self, Context, Scope};
 use crate::crd::SparkJobRunRef;
-use crate::credentials::{self, CredentialProvider, CredentialsError};
+use crate::credentials::http::StsClient;
+use crate::credentials::{ChainSettings, CredentialsError, OperatorChain, RoleAssumer};
 use crate::endpoint;
 use crate::mapping::{self, PollOutcome, StatusContext};
 use crate::server::{self, Readiness};
@@ -53,8 +54,28 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+/// Builds the operator's default credential chain and logs which source it uses (names, ARNs
+/// and paths only) and why earlier sources were passed over.
+fn operator_chain(settings: &ChainSettings, sts: &StsClient) -> Result<OperatorChain, AppError> {
+    let chain = OperatorChain::from_process(settings, sts).map_err(AppError::Http)?;
+    for note in &chain.plan.skipped {
+        tracing::warn!(note = %note, "credential source passed over");
+    }
+    match &chain.plan.source {
+        crate::credentials::chain::Source::None => info!(
+            source = chain.provider.source(),
+            "no operator credentials (environment, RRSA, credentials file, CLI profile, instance metadata); only objects with spec.credentials.secretRef can be read"
+        ),
+        crate::credentials::chain::Source::Environment(Err(e)) => {
+            tracing::warn!(error = %e, "operator credentials in the environment are incomplete")
+        }
+        _ => info!(
+            source = chain.provider.source(),
+            detail = %chain.description,
+            "operator credentials source"
+        ),
+    }
+    Ok(chain)
 }
 
 /// Resolves once SIGINT or SIGTERM arrives.
@@ -125,29 +146,22 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     let election = args
         .leader_election()
         .map_err(|e| AppError::Config(e.to_string()))?;
-    let provider = credentials::StaticProvider::from_env(env_lookup);
-    match provider.credentials().await {
-        Ok(c) => info!(
-            source = provider.source(),
-            sts = c.security_token.is_some(),
-            "operator credentials found"
-        ),
-        Err(CredentialsError::NoneConfigured) => info!(
-            "no operator credentials in the environment; only objects with spec.credentials.secretRef can be read"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "operator credentials in the environment are incomplete")
-        }
+    let chain_settings = args
+        .credentials
+        .chain_settings(args.service.timeouts())
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    let sts = StsClient::new(args.service.timeouts()).map_err(AppError::Http)?;
+    let chain = operator_chain(&chain_settings, &sts)?;
+    if !settings.sts.allow.is_empty() {
+        info!(allowed = %settings.sts.allow, sts = %settings.sts.endpoint, "objects may assume roles matching --assume-role-allow");
     }
+    let roles = Arc::new(RoleAssumer::new(Ok(sts), settings.sts.clone()));
     let client = Client::try_default().await.map_err(AppError::Kube)?;
     let service = HttpJobRunService::new(args.service.timeouts()).map_err(AppError::Http)?;
     let scope = settings.scope.clone();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        service,
-        settings,
-        Arc::new(provider),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), service, settings, chain.provider).with_role_assumer(roles),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -206,7 +220,9 @@ async fn run_as_leader(
         .with_identity(&le.identity)
         .with_duration(le.duration_secs)
         .with_grace(le.grace_secs)
-        .with_field_manager(format!("{}-lease", controller::FIELD_MANAGER))
+        // The field manager must differ per replica (the library's default derives it from
+        // the identity): server-side apply's ownership conflict is what stops two replicas
+        // from taking a free lease at the same moment.
         .build()
         .await
         .map_err(|e| AppError::Leader(e.to_string()))?;
@@ -270,7 +286,14 @@ async fn run_as_leader(
 /// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the
 /// status exactly as the controller would write it.
 pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
-    let creds = credentials::StaticProvider::from_env(env_lookup)
+    let chain_settings = args
+        .credentials
+        .chain_settings(args.service.timeouts())
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    let sts = StsClient::new(args.service.timeouts()).map_err(AppError::Http)?;
+    let chain = operator_chain(&chain_settings, &sts)?;
+    let creds = chain
+        .provider
         .credentials()
         .await
         .map_err(AppError::Credentials)?;

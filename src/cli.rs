@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::Timeouts;
 use crate::controller::{RateLimit, Scope, Settings};
+use crate::credentials::roles::{DEFAULT_CACHE_SIZE, StsSettings};
+use crate::credentials::sts;
+use crate::credentials::{ChainSettings, ImdsMode, RoleAllowList};
 use crate::endpoint::{self, AllowList, Network};
 use crate::policy::{self, BackoffPolicy, PollPolicy};
 
@@ -77,6 +80,113 @@ impl ServiceArgs {
     }
 }
 
+/// Where the operator's own temporary credentials come from and how they are kept fresh; shared
+/// by `run` and `get-job-run`. The STS variables are the ones the official libraries (and the
+/// ACK pod identity webhook) use.
+#[derive(Debug, Clone, Args)]
+pub struct CredentialArgs {
+    /// STS endpoint for RRSA (AssumeRoleWithOIDC) and cross-account roles (AssumeRole): a host
+    /// (https) or any URL, e.g. http://127.0.0.1:8080 for a simulator. Default: from --sts-region
+    /// and --sts-vpc, else the global STS endpoint.
+    #[arg(long, env = "ALIBABA_CLOUD_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+    /// Region of the STS endpoint, e.g. cn-hangzhou (sts.cn-hangzhou.aliyuncs.com).
+    #[arg(long, env = "ALIBABA_CLOUD_STS_REGION")]
+    pub sts_region: Option<String>,
+    /// Use the VPC STS endpoint of --sts-region (sts-vpc.REGION.aliyuncs.com): true or false.
+    #[arg(long, env = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", default_value = "false", value_parser = lenient_bool, action = clap::ArgAction::Set)]
+    pub sts_vpc: bool,
+    /// DurationSeconds asked of STS for temporary credentials (RRSA and roles). STS accepts
+    /// 15m to the role's maximum (1h by default, up to 12h).
+    #[arg(long, env = "SPARKJOBRUN_ROLE_SESSION_DURATION", default_value = "1h", value_parser = duration)]
+    pub role_session_duration: Duration,
+    /// Exchange temporary credentials again this long before they expire (less than
+    /// --role-session-duration).
+    #[arg(long, env = "SPARKJOBRUN_CREDENTIALS_REFRESH_MARGIN", default_value = "3m", value_parser = duration)]
+    pub credentials_refresh_margin: Duration,
+    /// Instance metadata service as the last source of the operator's credential chain: auto
+    /// (only when the machine is an Alibaba Cloud ECS instance and
+    /// ALIBABA_CLOUD_ECS_METADATA_DISABLED is not true), on or off.
+    #[arg(long, env = "SPARKJOBRUN_IMDS", value_enum, default_value_t = ImdsMode::Auto)]
+    pub imds: ImdsMode,
+    /// Address of the instance metadata service.
+    #[arg(
+        long,
+        env = "SPARKJOBRUN_IMDS_ENDPOINT",
+        default_value = "http://100.100.100.200"
+    )]
+    pub imds_endpoint: String,
+}
+
+/// `true`/`false` in any case, empty for false: how the official libraries read their flags,
+/// but a typo is an error rather than a silent false.
+fn lenient_bool(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+/// The shortest session STS grants; shorter only for an explicit endpoint (a simulator).
+const STS_MIN_SESSION: Duration = Duration::from_secs(900);
+const STS_MAX_SESSION: Duration = Duration::from_secs(43200);
+
+impl CredentialArgs {
+    /// Validates the credential flags (pure); `timeouts` are the service's, reused for STS.
+    pub fn chain_settings(&self, timeouts: Timeouts) -> Result<ChainSettings, ConfigError> {
+        let explicit = self
+            .sts_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        let endpoint = sts::sts_endpoint(explicit, self.sts_region.as_deref(), self.sts_vpc)
+            .map_err(|e| {
+                invalid(
+                    if explicit.is_some() {
+                        "sts-endpoint"
+                    } else {
+                        "sts-region"
+                    },
+                    e.to_string(),
+                )
+            })?;
+        let duration = self.role_session_duration;
+        if duration < Duration::from_secs(1) || duration > STS_MAX_SESSION {
+            return Err(invalid(
+                "role-session-duration",
+                "must be between 1s and 12h",
+            ));
+        }
+        if duration < STS_MIN_SESSION && explicit.is_none() {
+            return Err(invalid(
+                "role-session-duration",
+                "must be at least 15m (STS refuses shorter sessions); shorter ones are accepted only with an explicit --sts-endpoint, for a simulator",
+            ));
+        }
+        let margin = self.credentials_refresh_margin;
+        if margin.is_zero() || margin >= duration {
+            return Err(invalid(
+                "credentials-refresh-margin",
+                "must be above zero and shorter than --role-session-duration",
+            ));
+        }
+        let imds_endpoint = crate::endpoint::parse(self.imds_endpoint.trim())
+            .map_err(|e| invalid("imds-endpoint", e.to_string()))?;
+        Ok(ChainSettings {
+            sts: StsSettings {
+                endpoint,
+                session_duration: duration,
+                refresh_margin: margin,
+                timeouts,
+                ..StsSettings::default()
+            },
+            imds: self.imds,
+            imds_endpoint,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Namespaces to watch (repeat or comma-separate). Default: all namespaces.
@@ -102,6 +212,16 @@ pub struct RunArgs {
     pub endpoint_allow: Vec<String>,
     #[command(flatten)]
     pub service: ServiceArgs,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    /// Role ARN patterns objects may assume with spec.credentials.roleArn (comma-separated; `*`
+    /// matches within one ARN field, e.g. acs:ram::123456789012:role/emr-*). Empty: every
+    /// roleArn is refused, so one tenant cannot borrow another's role.
+    #[arg(long, env = "SPARKJOBRUN_ASSUME_ROLE_ALLOW", value_delimiter = ',')]
+    pub assume_role_allow: Vec<String>,
+    /// Most (identity, role) entries kept in the temporary-credentials cache.
+    #[arg(long, env = "SPARKJOBRUN_CREDENTIALS_CACHE_SIZE", default_value_t = DEFAULT_CACHE_SIZE)]
+    pub credentials_cache_size: usize,
     /// Lower bound for every poll interval (spec.pollInterval is clamped to it).
     #[arg(long, env = "SPARKJOBRUN_MIN_POLL_INTERVAL", default_value = "5s", value_parser = duration)]
     pub min_poll_interval: Duration,
@@ -193,6 +313,8 @@ pub struct GetJobRunArgs {
     pub region_id: String,
     #[command(flatten)]
     pub service: ServiceArgs,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
 }
@@ -285,6 +407,12 @@ impl RunArgs {
             endpoint::for_region(region, Network::Public)
                 .map_err(|e| invalid("default-region", e.to_string()))?;
         }
+        if self.credentials_cache_size == 0 {
+            return Err(invalid("credentials-cache-size", "must be at least 1"));
+        }
+        let allow = RoleAllowList::new(&self.assume_role_allow)
+            .map_err(|e| invalid("assume-role-allow", e.to_string()))?;
+        let chain = self.credentials.chain_settings(self.service.timeouts())?;
         let namespaces: Vec<String> = self
             .namespaces
             .iter()
@@ -322,6 +450,11 @@ impl RunArgs {
             },
             concurrency: self.concurrency,
             instance: self.instance_name.clone(),
+            sts: StsSettings {
+                allow,
+                cache_size: self.credentials_cache_size,
+                ..chain.sts
+            },
         })
     }
 }
@@ -411,6 +544,62 @@ mod tests {
             assert!(err.to_string().starts_with(flag), "{args:?}: {err}");
         }
         assert!(run_args(&["--poll-running=soon"]).is_err());
+    }
+
+    #[test]
+    fn credential_flags() {
+        let s = run_args(&[]).expect("parses").settings().expect("valid");
+        assert_eq!(s.sts.endpoint.base_url(), "https://sts.aliyuncs.com");
+        assert_eq!(s.sts.session_duration, Duration::from_secs(3600));
+        assert_eq!(s.sts.refresh_margin, Duration::from_secs(180));
+        assert!(s.sts.allow.is_empty(), "no role allowed by default");
+        let s = run_args(&[
+            "--sts-endpoint=http://127.0.0.1:9000",
+            "--role-session-duration=10s",
+            "--credentials-refresh-margin=4s",
+            "--credentials-cache-size=3",
+            "--assume-role-allow=acs:ram::1:role/emr-*,acs:ram::2:role/x",
+        ])
+        .expect("parses")
+        .settings()
+        .expect("valid");
+        assert_eq!(s.sts.endpoint.base_url(), "http://127.0.0.1:9000");
+        assert_eq!(s.sts.cache_size, 3);
+        assert!(s.sts.allow.allows("acs:ram::1:role/emr-a"));
+        let vpc = run_args(&["--sts-region=cn-beijing", "--sts-vpc=TRUE"])
+            .expect("parses")
+            .settings()
+            .expect("valid");
+        assert_eq!(
+            vpc.sts.endpoint.base_url(),
+            "https://sts-vpc.cn-beijing.aliyuncs.com"
+        );
+        let chain = run_args(&["--imds=on", "--imds-endpoint=http://127.0.0.1:1"])
+            .expect("parses")
+            .credentials
+            .chain_settings(Timeouts::default())
+            .expect("valid");
+        assert_eq!(chain.imds, ImdsMode::On);
+        let cases: [(&[&str], &str); 7] = [
+            (&["--role-session-duration=10s"], "--role-session-duration"),
+            (&["--role-session-duration=13h"], "--role-session-duration"),
+            (
+                &["--credentials-refresh-margin=2h"],
+                "--credentials-refresh-margin",
+            ),
+            (&["--credentials-cache-size=0"], "--credentials-cache-size"),
+            (&["--assume-role-allow=*"], "--assume-role-allow"),
+            (&["--sts-region=CN_X"], "--sts-region"),
+            (&["--sts-endpoint=ftp://x"], "--sts-endpoint"),
+        ];
+        for (args, flag) in cases {
+            let err = run_args(args)
+                .expect("parses")
+                .settings()
+                .expect_err("invalid");
+            assert!(err.to_string().starts_with(flag), "{args:?}: {err}");
+        }
+        assert!(run_args(&["--sts-vpc=maybe"]).is_err());
     }
 
     #[test]

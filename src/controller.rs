@@ -23,7 +23,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::client::{ApiErrorKind, GetJobRunRequest, JobRunService};
 use crate::conditions::{self, SYNCED};
 use crate::crd::{SparkJobRunRef, SparkJobRunRefStatus};
-use crate::credentials::{self, CredentialProvider};
+use crate::credentials::roles::{self, RoleAssumer, StsSettings};
+use crate::credentials::{self, CredentialProvider, sts};
 use crate::endpoint::{self, AllowList, Endpoint, Network};
 use crate::error::Error;
 use crate::mapping::{self, PollOutcome, StatusContext};
@@ -89,6 +90,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Reported in events (`reportingInstance`), e.g. the pod name.
     pub instance: Option<String>,
+    /// STS endpoint, session duration, refresh margin, cache size and the role allow-list for
+    /// `spec.credentials.roleArn`.
+    pub sts: StsSettings,
 }
 
 impl Default for Settings {
@@ -104,6 +108,7 @@ impl Default for Settings {
             scope: Scope::default(),
             concurrency: 16,
             instance: None,
+            sts: StsSettings::default(),
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct Context<S> {
     pub service: S,
     pub settings: Settings,
     pub credentials: Arc<dyn CredentialProvider>,
+    /// Cross-account roles (`spec.credentials.roleArn`), cached per identity and role.
+    pub roles: Arc<RoleAssumer>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     stores: Mutex<Vec<Store<SparkJobRunRef>>>,
@@ -150,6 +157,7 @@ impl<S: JobRunService> Context<S> {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             limiter: settings.rate.limiter(),
+            roles: Arc::new(RoleAssumer::from_settings(settings.sts.clone())),
             client,
             service,
             settings,
@@ -159,6 +167,13 @@ impl<S: JobRunService> Context<S> {
             stores: Mutex::new(Vec::new()),
             schedules: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Uses `roles` (built by the caller, e.g. with a shared STS client) instead of the one
+    /// `new` made from the settings.
+    pub fn with_role_assumer(mut self, roles: Arc<RoleAssumer>) -> Self {
+        self.roles = roles;
+        self
     }
 
     fn schedule(&self, key: &str) -> Option<Schedule> {
@@ -260,50 +275,114 @@ pub fn resolve_request(
     })
 }
 
-/// Reads the object's Secret (one `get`, same namespace) or falls back to the operator's chain.
+/// Where an object's credentials came from, so that temporary ones can be forgotten when the
+/// service says they expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    Secret,
+    Operator,
+    /// A role assumed through the cache entry with this key.
+    Role(String),
+}
+
+/// The credentials in the object's Secret `name`: one `get`, same namespace, no list or watch.
+async fn secret_credentials<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    name: &str,
+) -> Result<Credentials, Error> {
+    let object = object_key(obj);
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::SecretRead {
+            object: object.clone(),
+            namespace: namespace.clone(),
+            name: name.to_owned(),
+            source,
+        })?;
+    let secret = secret.ok_or_else(|| Error::SecretNotFound {
+        object: object.clone(),
+        namespace: namespace.clone(),
+        name: name.to_owned(),
+    })?;
+    let data = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    credentials::from_secret_data(&namespace, name, &data)
+        .map_err(|source| Error::Credentials { object, source })
+}
+
+/// The object's credentials: its Secret or the operator's chain, and on top of either the
+/// cross-account role of `spec.credentials.roleArn` when the operator's allow-list permits it
+/// (checked first, so a refused role costs no Secret read and no STS call).
 async fn resolve_credentials<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
-) -> Result<Credentials, Error> {
+) -> Result<(Credentials, Origin), Error> {
     let object = object_key(obj);
-    let secret_ref = obj
-        .spec
-        .credentials
-        .as_ref()
-        .and_then(|c| c.secret_ref.as_ref());
-    match secret_ref {
-        Some(r) => {
-            let namespace = obj.namespace().unwrap_or_default();
-            let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
-            let secret = api
-                .get_opt(&r.name)
-                .await
-                .map_err(|source| Error::SecretRead {
-                    object: object.clone(),
-                    namespace: namespace.clone(),
-                    name: r.name.clone(),
-                    source,
-                })?;
-            let secret = secret.ok_or_else(|| Error::SecretNotFound {
-                object: object.clone(),
-                namespace: namespace.clone(),
-                name: r.name.clone(),
-            })?;
-            let data = secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            credentials::from_secret_data(&namespace, &r.name, &data)
-                .map_err(|source| Error::Credentials { object, source })
-        }
-        None => ctx
-            .credentials
-            .credentials()
-            .await
-            .map_err(|source| Error::Credentials { object, source }),
+    let spec = obj.spec.credentials.as_ref();
+    let secret_ref = spec.and_then(|c| c.secret_ref.as_ref());
+    let role_arn = spec.and_then(|c| c.role_arn.as_deref());
+    if let Some(role) = role_arn
+        && !ctx.roles.allows(role)
+    {
+        return Err(Error::RoleNotAllowed {
+            object,
+            role_arn: role.to_owned(),
+            none_allowed: ctx.roles.allow_list().is_empty(),
+        });
     }
+    let base = match secret_ref {
+        Some(r) => Some((
+            secret_credentials(obj, ctx, &r.name).await?,
+            r.name.as_str(),
+        )),
+        None => None,
+    };
+    let Some(role) = role_arn else {
+        return match base {
+            Some((c, _)) => Ok((c, Origin::Secret)),
+            None => ctx
+                .credentials
+                .credentials()
+                .await
+                .map(|c| (c, Origin::Operator))
+                .map_err(|source| Error::Credentials { object, source }),
+        };
+    };
+    let namespace = obj.namespace().unwrap_or_default();
+    let session = sts::namespace_session_name(&namespace);
+    let result = match base {
+        Some((c, name)) => {
+            let identity = format!("secret:{namespace}/{name}:{}", roles::fingerprint(&c));
+            ctx.roles
+                .assume(&identity, role, &session, || async move { Ok(c) })
+                .await
+        }
+        None => {
+            let identity = format!("operator:{}", ctx.credentials.source());
+            ctx.roles
+                .assume(&identity, role, &session, || ctx.credentials.credentials())
+                .await
+        }
+    };
+    result
+        .map(|(c, key)| (c, Origin::Role(key)))
+        .map_err(|source| Error::Credentials { object, source })
+}
+
+/// The service said the temporary credentials are no longer good.
+fn is_expired_token(e: &crate::client::ApiError) -> bool {
+    e.kind == ApiErrorKind::Unauthorized
+        && e.code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("InvalidSecurityToken"))
 }
 
 fn spec_poll_interval(obj: &SparkJobRunRef) -> Result<Option<Duration>, Error> {
@@ -480,12 +559,34 @@ async fn fetch<S: JobRunService>(
 ) -> Result<crate::wire::JobRun, Error> {
     spec_poll_interval(obj)?;
     let request = resolve_request(obj, &ctx.settings)?;
-    let creds = resolve_credentials(obj, ctx).await?;
+    let (creds, origin) = resolve_credentials(obj, ctx).await?;
     ctx.acquire_call_slot().await;
     let started = Instant::now();
-    let result = ctx.service.get_job_run(&request, &creds).await;
+    let mut result = ctx.service.get_job_run(&request, &creds).await;
     let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
     ctx.metrics.observe_call(outcome, started.elapsed());
+    // Temporary credentials the service calls expired (clock skew, a revoked session): exchange
+    // once more and retry once, as the API doc asks, before reporting a problem.
+    if let Err(e) = &result
+        && is_expired_token(e)
+        && origin != Origin::Secret
+    {
+        warn!(
+            code = e.code.as_deref().unwrap_or(""),
+            "temporary credentials were refused; refreshing them and retrying once"
+        );
+        match &origin {
+            Origin::Role(key) => ctx.roles.invalidate(key),
+            Origin::Operator => ctx.credentials.invalidate(),
+            Origin::Secret => {}
+        }
+        let (creds, _) = resolve_credentials(obj, ctx).await?;
+        ctx.acquire_call_slot().await;
+        let started = Instant::now();
+        result = ctx.service.get_job_run(&request, &creds).await;
+        let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
+        ctx.metrics.observe_call(outcome, started.elapsed());
+    }
     let run = result.map_err(|source| Error::GetJobRun {
         object: object_key(obj),
         job_run_id: request.job_run_id.clone(),

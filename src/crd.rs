@@ -119,6 +119,17 @@ pub struct CredentialsSource {
     /// securityToken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretReference>,
+
+    /// A RAM role (possibly in another account) to assume with STS AssumeRole, on top of the
+    /// Secret's identity or, without secretRef, the operator's own. The operator only assumes
+    /// roles matching its --assume-role-allow patterns; the role's trust policy must trust the
+    /// base identity. Session name: sparkjobrun.<namespace>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^acs:ram::[0-9]+:role/[A-Za-z0-9._@-]+$"),
+        length(min = 16, max = 128)
+    )]
+    pub role_arn: Option<String>,
 }
 
 /// A Secret in the object's own namespace.
@@ -386,6 +397,7 @@ mod tests {
             "regionId is immutable",
             r#""x-kubernetes-list-type":"map""#,
             "pollInterval must be between 1s and 24h",
+            r#""pattern":"^acs:ram::[0-9]+:role/[A-Za-z0-9._@-]+$""#,
         ] {
             assert!(json.contains(needle), "CRD lacks {needle}");
         }

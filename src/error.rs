@@ -35,6 +35,17 @@ pub enum Error {
         #[source]
         source: CredentialsError,
     },
+    /// The allowed patterns are not quoted: tenants read this message, and other tenants'
+    /// roles are none of their business.
+    #[error(
+        "{object}: spec.credentials.roleArn {role_arn} is not allowed by the operator's --assume-role-allow (SPARKJOBRUN_ASSUME_ROLE_ALLOW){}; ask the operator's administrators to allow it",
+        if *none_allowed { ", which allows no role" } else { "" }
+    )]
+    RoleNotAllowed {
+        object: String,
+        role_arn: String,
+        none_allowed: bool,
+    },
     #[error(
         "{object} has no spec.regionId and the operator has no default region (--default-region)"
     )]
@@ -67,8 +78,15 @@ impl Error {
             Self::Credentials { source, .. } => match source {
                 CredentialsError::SecretKeyMissing { .. }
                 | CredentialsError::SecretKeyNotText { .. } => "SecretKeyMissing",
-                _ => "CredentialsMissing",
+                CredentialsError::Sts(_) => "StsError",
+                CredentialsError::TokenFile { .. } => "OidcTokenUnreadable",
+                CredentialsError::Imds { .. } | CredentialsError::Unavailable { .. } => {
+                    "CredentialsUnavailable"
+                }
+                CredentialsError::NoneConfigured
+                | CredentialsError::IncompleteEnvironment { .. } => "CredentialsMissing",
             },
+            Self::RoleNotAllowed { .. } => "RoleNotAllowed",
             Self::MissingRegion { .. } => "RegionMissing",
             Self::Endpoint { .. } => "EndpointNotAllowed",
             Self::PollInterval { .. } => "InvalidSpec",
@@ -80,7 +98,9 @@ impl Error {
     pub fn retry_class(&self) -> RetryClass {
         match self {
             Self::GetJobRun { source, .. } => source.kind.retry_class(),
-            Self::SecretNotFound { .. } | Self::Credentials { .. } => RetryClass::Missing,
+            Self::Credentials { source, .. } => source.retry_class(),
+            Self::SecretNotFound { .. } => RetryClass::Missing,
+            Self::RoleNotAllowed { .. } => RetryClass::Permanent,
             Self::SecretRead { .. } | Self::StatusPatch { .. } => RetryClass::Transient,
             Self::MissingRegion { .. }
             | Self::Endpoint { .. }
@@ -95,5 +115,78 @@ impl Error {
             Self::GetJobRun { source, .. } => source.condition_message(),
             other => other.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::sts::{StsFailure, StsFailureKind};
+
+    #[test]
+    fn credential_reasons_and_messages() {
+        let sts = Error::Credentials {
+            object: "ns/run".into(),
+            source: CredentialsError::Sts(StsFailure {
+                action: "AssumeRole",
+                role_arn: "acs:ram::2:role/x".into(),
+                kind: StsFailureKind::Rejected,
+                http_status: Some(403),
+                code: Some("NoPermission".into()),
+                message: "You are not authorized to do this action.".into(),
+                request_id: Some("REQ-123".into()),
+            }),
+        };
+        assert_eq!(sts.reason(), "StsError");
+        assert_eq!(sts.retry_class(), RetryClass::Permanent);
+        let msg = sts.condition_message();
+        assert!(
+            msg.contains("NoPermission") && msg.contains("acs:ram::2:role/x"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("REQ-123"),
+            "request ids stay out of status: {msg}"
+        );
+
+        let refused = Error::RoleNotAllowed {
+            object: "ns/run".into(),
+            role_arn: "acs:ram::3:role/y".into(),
+            none_allowed: false,
+        };
+        assert_eq!(refused.reason(), "RoleNotAllowed");
+        assert_eq!(refused.retry_class(), RetryClass::Permanent);
+        let msg = refused.condition_message();
+        assert!(
+            msg.contains("acs:ram::3:role/y") && msg.contains("--assume-role-allow"),
+            "{msg}"
+        );
+        assert!(!msg.contains("allows no role"), "{msg}");
+        let none = Error::RoleNotAllowed {
+            object: "ns/run".into(),
+            role_arn: "acs:ram::3:role/y".into(),
+            none_allowed: true,
+        };
+        assert!(none.condition_message().contains("allows no role"));
+
+        let token = Error::Credentials {
+            object: "o".into(),
+            source: CredentialsError::TokenFile {
+                path: "/t".into(),
+                message: "gone".into(),
+            },
+        };
+        assert_eq!(
+            (token.reason(), token.retry_class()),
+            ("OidcTokenUnreadable", RetryClass::Transient)
+        );
+        let none = Error::Credentials {
+            object: "o".into(),
+            source: CredentialsError::NoneConfigured,
+        };
+        assert_eq!(
+            (none.reason(), none.retry_class()),
+            ("CredentialsMissing", RetryClass::Missing)
+        );
     }
 }

@@ -17,7 +17,9 @@ use crate::secret::Secret;
 
 /// Everything a simulator starts with. YAML (or JSON) keys are lowerCamel:
 /// `listen`, `accounts: [{accessKeyId, accessKeySecret, securityToken?, expiresAt?, active?}]`,
-/// `runs: [RunScript...]`, `faults: [Fault...]`.
+/// `runs: [RunScript...]`, `faults: [Fault...]`, `sts: {oidc: [{roleArn, oidcProviderArn,
+/// token}], trusts: [{roleArn, callers}], minDurationSeconds?, maxDurationSeconds?,
+/// lifetimeSeconds?}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SimulatorConfig {
@@ -32,6 +34,9 @@ pub struct SimulatorConfig {
     /// Faults active from the start.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// The simulated STS: OIDC roles, role trusts, durations.
+    #[serde(default)]
+    pub sts: super::sts::StsConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -45,6 +50,7 @@ impl Default for SimulatorConfig {
             accounts: Vec::new(),
             runs: Vec::new(),
             faults: Vec::new(),
+            sts: super::sts::StsConfig::default(),
         }
     }
 }
@@ -232,6 +238,8 @@ mod tests {
         assert_eq!(config.listen, default_listen());
         assert!(!config.accounts.is_empty());
         assert_eq!(config.runs.len(), 3);
+        assert_eq!(config.sts.oidc.len(), 1);
+        assert_eq!(config.sts.trusts.len(), 1);
         for run in &config.runs {
             run.validate()
                 .unwrap_or_else(|e| panic!("{}: {e}", run.job_run_id));

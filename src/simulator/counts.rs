@@ -26,6 +26,12 @@ pub struct CallCounts {
     pub by_job_run: BTreeMap<String, u64>,
     /// Calls per outcome: `Accepted`, an error code, `HtmlErrorPage` or `MalformedJson`.
     pub by_outcome: BTreeMap<String, u64>,
+    /// Calls per job run id that were not answered with the run.
+    #[serde(default)]
+    pub rejected_by_job_run: BTreeMap<String, u64>,
+    /// STS calls (`AssumeRoleWithOIDC`, `AssumeRole`), counted apart from the service's.
+    #[serde(default)]
+    pub sts: super::sts::StsCounts,
 }
 
 impl CallCounts {
@@ -36,6 +42,9 @@ impl CallCounts {
             self.accepted += 1;
         } else {
             self.rejected += 1;
+            if let Some(id) = job_run_id {
+                *self.rejected_by_job_run.entry(id.to_owned()).or_default() += 1;
+            }
         }
         if let Some(id) = job_run_id {
             *self.by_job_run.entry(id.to_owned()).or_default() += 1;
@@ -45,6 +54,14 @@ impl CallCounts {
 
     pub fn for_job_run(&self, job_run_id: &str) -> u64 {
         self.by_job_run.get(job_run_id).copied().unwrap_or(0)
+    }
+
+    /// Calls for `job_run_id` answered with anything but the run.
+    pub fn rejected_for_job_run(&self, job_run_id: &str) -> u64 {
+        self.rejected_by_job_run
+            .get(job_run_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn for_outcome(&self, outcome: &str) -> u64 {
@@ -66,6 +83,8 @@ mod tests {
         assert_eq!((counts.total, counts.accepted, counts.rejected), (4, 2, 2));
         assert_eq!(counts.for_job_run("jr-1"), 2);
         assert_eq!(counts.for_job_run("jr-3"), 0);
+        assert_eq!(counts.rejected_for_job_run("jr-1"), 1);
+        assert_eq!(counts.rejected_for_job_run("jr-2"), 0);
         assert_eq!(counts.for_outcome(ACCEPTED), 2);
         assert_eq!(counts.for_outcome("Throttling.User"), 1);
         let json = serde_json::to_value(&counts).expect("encodes");

@@ -1,4 +1,5 @@
-//! Simulator of the EMR Serverless Spark service (GetJobRun only), for the operator's tests, the
+//! Simulator of the EMR Serverless Spark service (GetJobRun, plus the STS calls RRSA and
+//! cross-account roles need, see [`sts`]), for the operator's tests, the
 //! local demo, benchmarks and users' own CI. No machine of this project can reach the real
 //! service, so the simulator is as strict as the real one where it matters: ACS3-HMAC-SHA256
 //! signatures, clock skew, nonces and STS tokens are checked the way the gateway checks them, and
@@ -15,6 +16,7 @@ pub mod error;
 pub mod faults;
 pub mod script;
 pub mod server;
+pub mod sts;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ pub use error::ServiceError;
 pub use faults::{Fault, FaultError, FaultKind};
 pub use script::{Phase, Reason, RunScript, ScriptError, job_run_at};
 pub use server::{Simulator, SimulatorHandle};
+pub use sts::{Issued, OidcRole, RoleTrust, StsConfig, StsCounts};
 pub use verify::{Account, Accounts, Caller, NonceCache, ReceivedRequest, verify};
 
 /// Why the simulator could not start or stopped.

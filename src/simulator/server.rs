@@ -26,7 +26,8 @@ use super::counts::{self, CallCounts};
 use super::error::{ServiceError, new_request_id};
 use super::faults::{ActiveFault, Fault, FaultAnswer, FaultError, FaultTable};
 use super::script::{RunScript, ScriptError, answer_body};
-use super::verify::{Account, Accounts, Api, NonceCache, ReceivedRequest, verify};
+use super::sts::{self, Issued, OidcRole, RoleTrust, StsCounts, StsState};
+use super::verify::{Account, Accounts, Api, NonceCache, ReceivedRequest, verify, verify_rpc};
 use crate::signer::{parse_authorization, percent_decode};
 
 /// Largest request body read; GetJobRun has none, so anything big is a client bug.
@@ -44,7 +45,10 @@ impl Simulator {
     /// handle is shut down or dropped.
     pub async fn start(config: SimulatorConfig) -> Result<SimulatorHandle, SimulatorError> {
         let now = Timestamp::now();
-        let mut state = SimState::default();
+        let mut state = SimState {
+            sts: StsState::new(config.sts),
+            ..SimState::default()
+        };
         for account in config.accounts {
             state.accounts.insert(account);
         }
@@ -184,6 +188,46 @@ impl SimulatorHandle {
         self.shared.lock().accounts.insert(account);
     }
 
+    /// Registers the OIDC token a role accepts now, replacing the previous one for the same
+    /// role and provider (what the kubelet's rotation of the token file looks like to STS).
+    pub fn add_oidc_role(&self, role: OidcRole) {
+        self.shared.lock().sts.config.upsert_oidc(role);
+    }
+
+    /// Sets who may `AssumeRole` a role (AccessKey ids or role ARNs), replacing its trust.
+    pub fn add_role_trust(&self, trust: RoleTrust) {
+        self.shared.lock().sts.config.upsert_trust(trust);
+    }
+
+    /// The shortest `DurationSeconds` STS accepts (900 like the real one; tests lower it), and
+    /// an optional fixed lifetime for every credential issued.
+    pub fn set_sts_durations(&self, min_duration_seconds: u64, lifetime_seconds: Option<u64>) {
+        let mut state = self.shared.lock();
+        state.sts.config.min_duration_seconds = min_duration_seconds;
+        state.sts.config.lifetime_seconds = lifetime_seconds;
+    }
+
+    /// STS calls by action, outcome and role.
+    pub fn sts_calls(&self) -> StsCounts {
+        self.shared.lock().counts.sts.clone()
+    }
+
+    /// Every credential issued for `role_arn` (secret values included, for leak checks in
+    /// tests; the admin API never shows them), oldest first.
+    pub fn issued_for(&self, role_arn: &str) -> Vec<Issued> {
+        let mut out: Vec<Issued> = self
+            .shared
+            .lock()
+            .sts
+            .issued
+            .values()
+            .filter(|i| i.role_arn == role_arn)
+            .cloned()
+            .collect();
+        out.sort_by_key(|i| i.issued_at);
+        out
+    }
+
     /// Stops accepting calls and waits (a few seconds at most) for open ones to finish.
     pub async fn shutdown(mut self) -> Result<(), SimulatorError> {
         if let Some(stop) = self.stop.take() {
@@ -221,6 +265,7 @@ struct SimState {
     faults: FaultTable,
     counts: CallCounts,
     nonces: NonceCache,
+    sts: StsState,
 }
 
 struct StoredRun {
@@ -259,6 +304,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/calls", get(admin_calls))
         .route("/_sim/reset-counts", post(admin_reset_counts))
         .route("/_sim/accounts", post(admin_add_account))
+        .route("/_sim/sts/oidc", post(admin_add_oidc_role))
+        .route("/_sim/sts/trusts", post(admin_add_trust))
         .route("/_sim/healthz", get(|| async { "ok" }))
         .route_layer(middleware::from_fn(loopback_only))
         .fallback(service)
@@ -349,9 +396,24 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 ..received
             };
             let mut state = shared.lock();
-            let reply = answer(&mut state, &received, &request_id, &host);
-            state.counts.record(job_run_id.as_deref(), &reply.outcome);
-            reply
+            if received.path == "/" {
+                let (reply, action, role) = sts_answer(&mut state, &received, &request_id, &host);
+                state.counts.sts.record(&action, &role, &reply.outcome);
+                tracing::info!(
+                    request_id = %request_id,
+                    action = %action,
+                    role_arn = %role,
+                    access_key_id = credential.as_deref().unwrap_or("-"),
+                    status = reply.status,
+                    outcome = %reply.outcome,
+                    "simulated STS call"
+                );
+                reply
+            } else {
+                let reply = answer(&mut state, &received, &request_id, &host);
+                state.counts.record(job_run_id.as_deref(), &reply.outcome);
+                reply
+            }
         }
         Err(_) => {
             let err = ServiceError::new(
@@ -464,6 +526,87 @@ fn answer(state: &mut SimState, req: &ReceivedRequest, request_id: &str, host: &
     reply
 }
 
+/// Answers a `POST /` STS call: `AssumeRoleWithOIDC` (anonymous) or `AssumeRole` (signed).
+/// Returns the reply with the action and role it concerned, for counting.
+fn sts_answer(
+    state: &mut SimState,
+    req: &ReceivedRequest,
+    request_id: &str,
+    host: &str,
+) -> (Reply, String, String) {
+    let params = match sts::rpc_params(&req.query, req.header("content-type"), &req.body) {
+        Ok(p) => p,
+        Err(err) => return (Reply::error(&err, request_id, host), "-".into(), "-".into()),
+    };
+    let role = params.get("RoleArn").cloned().unwrap_or_else(|| "-".into());
+    let (action, version_ok) = sts::action_and_version(
+        req.header("x-acs-action"),
+        req.header("x-acs-version"),
+        &params,
+    );
+    let action_name = action.unwrap_or("-").to_owned();
+    let fail = |err: ServiceError| Reply::error(&err, request_id, host);
+    if req.method != "POST" && req.method != "GET" {
+        return (fail(ServiceError::api_not_found()), action_name, role);
+    }
+    let now = Timestamp::now();
+    let grant = match action {
+        Some(a) if a == crate::credentials::sts::ASSUME_ROLE_WITH_OIDC => {
+            if !version_ok {
+                return (fail(ServiceError::invalid_version()), action_name, role);
+            }
+            sts::check_oidc(&params, &state.sts.config)
+        }
+        Some(a) if a == crate::credentials::sts::ASSUME_ROLE => {
+            let caller = verify_rpc(
+                req,
+                &state.accounts,
+                now,
+                &mut state.nonces,
+                crate::credentials::sts::STS_VERSION,
+                &[crate::credentials::sts::ASSUME_ROLE],
+            );
+            match caller {
+                Ok(caller) => {
+                    let principals = state.sts.principals(&caller.access_key_id);
+                    sts::check_assume_role(&params, &principals, &state.sts.config)
+                }
+                Err(err) => Err(err),
+            }
+        }
+        _ => Err(ServiceError::api_not_found()),
+    };
+    let grant = match grant {
+        Ok(g) => g,
+        Err(err) => return (fail(err), action_name, role),
+    };
+    for id in state.sts.forget_expired(now) {
+        state.accounts.remove(&id);
+    }
+    let (issued, body) = sts::issue(&grant, sts::mint(), now, request_id);
+    state.accounts.insert(
+        Account::new(
+            issued.access_key_id.as_str(),
+            issued.access_key_secret.clone(),
+        )
+        .with_security_token(issued.security_token.clone(), Some(issued.expires_at)),
+    );
+    tracing::debug!(access_key_id = %issued.access_key_id, expires_at = %issued.expires_at, "simulated STS issued credentials");
+    state
+        .sts
+        .issued
+        .insert(issued.access_key_id.clone(), issued);
+    let reply = Reply {
+        status: 200,
+        content_type: JSON,
+        body: body.to_string(),
+        retry_after_ms: None,
+        outcome: counts::ACCEPTED.to_owned(),
+        delay_ms: 0,
+    };
+    (reply, action_name, role)
+}
+
 fn truncate_half(text: &str) -> &str {
     let mut cut = text.len() / 2;
     while !text.is_char_boundary(cut) {
@@ -563,6 +706,27 @@ async fn admin_calls(State(shared): State<Arc<Shared>>) -> Response {
 async fn admin_reset_counts(State(shared): State<Arc<Shared>>) -> Response {
     shared.lock().counts = CallCounts::default();
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_add_oidc_role(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let role: OidcRole = match parse_admin(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    // Echo without the token.
+    let shown = json!({"roleArn": role.role_arn, "oidcProviderArn": role.oidc_provider_arn});
+    shared.lock().sts.config.upsert_oidc(role);
+    admin_json(StatusCode::CREATED, shown)
+}
+
+async fn admin_add_trust(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let trust: RoleTrust = match parse_admin(&body) {
+        Ok(t) => t,
+        Err(resp) => return resp,
+    };
+    let shown = serde_json::to_value(&trust).unwrap_or(Value::Null);
+    shared.lock().sts.config.upsert_trust(trust);
+    admin_json(StatusCode::CREATED, shown)
 }
 
 async fn admin_add_account(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {

@@ -344,6 +344,69 @@ pub fn verify(
     now: Timestamp,
     nonces: &mut NonceCache,
 ) -> Result<Caller, ServiceError> {
+    let (access_key_id, with_security_token, api) =
+        verify_signed(req, accounts, now, nonces, |req, action, version| {
+            let api = Api::resolve(&req.method, &req.path)
+                .filter(|api| api.action() == action)
+                .ok_or_else(ServiceError::api_not_found)?;
+            if version != API_VERSION {
+                return Err(ServiceError::invalid_version());
+            }
+            Ok(api)
+        })?;
+    Ok(Caller {
+        access_key_id,
+        with_security_token,
+        api,
+    })
+}
+
+/// Who made a verified RPC-style request (`POST /`, STS), and which action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcCaller {
+    pub access_key_id: String,
+    pub with_security_token: bool,
+    pub action: String,
+}
+
+/// Verifies an RPC-style request signed with ACS3-HMAC-SHA256: `POST /` (or `GET /`), an
+/// `x-acs-action` among `actions` and `x-acs-version` equal to `version`; every other check as
+/// for GetJobRun.
+pub fn verify_rpc(
+    req: &ReceivedRequest,
+    accounts: &Accounts,
+    now: Timestamp,
+    nonces: &mut NonceCache,
+    version: &str,
+    actions: &[&str],
+) -> Result<RpcCaller, ServiceError> {
+    let (access_key_id, with_security_token, action) =
+        verify_signed(req, accounts, now, nonces, |req, action, sent_version| {
+            let rpc = req.path == "/" && matches!(req.method.as_str(), "POST" | "GET");
+            if !rpc || !actions.contains(&action) {
+                return Err(ServiceError::api_not_found());
+            }
+            if sent_version != version {
+                return Err(ServiceError::invalid_version());
+            }
+            Ok(action.to_owned())
+        })?;
+    Ok(RpcCaller {
+        access_key_id,
+        with_security_token,
+        action,
+    })
+}
+
+/// The checks shared by every signed API; `target` is step 3 (which API, which version), given
+/// the request, its `x-acs-action` and its `x-acs-version`.
+fn verify_signed<T>(
+    req: &ReceivedRequest,
+    accounts: &Accounts,
+    now: Timestamp,
+    nonces: &mut NonceCache,
+    target: impl FnOnce(&ReceivedRequest, &str, &str) -> Result<T, ServiceError>,
+) -> Result<(String, bool, T), ServiceError> {
     let authorization = req
         .header("authorization")
         .filter(|v| !v.trim().is_empty())
@@ -358,12 +421,7 @@ pub fn verify(
     }
     let required = |name: &str| req.header(name).map(str::trim).unwrap_or_default();
 
-    let api = Api::resolve(&req.method, &req.path)
-        .filter(|api| api.action() == required("x-acs-action"))
-        .ok_or_else(ServiceError::api_not_found)?;
-    if required("x-acs-version") != API_VERSION {
-        return Err(ServiceError::invalid_version());
-    }
+    let api = target(req, required("x-acs-action"), required("x-acs-version"))?;
 
     for (name, _) in &req.headers {
         let must_sign = name == "host" || name.starts_with("x-acs-");
@@ -427,11 +485,7 @@ pub fn verify(
         .unwrap_or(Timestamp::MAX);
     nonces.remember(&auth.access_key_id, nonce, forget_after, now);
 
-    Ok(Caller {
-        access_key_id: auth.access_key_id,
-        with_security_token: account.security_token.is_some(),
-        api,
-    })
+    Ok((auth.access_key_id, account.security_token.is_some(), api))
 }
 
 fn check_security_token(

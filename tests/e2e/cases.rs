@@ -548,6 +548,7 @@ fn with_secret(job_run_id: &str, secret: &str) -> SparkJobRunRefSpec {
             secret_ref: Some(SecretReference {
                 name: secret.into(),
             }),
+            ..CredentialsSource::default()
         }),
         ..spec(job_run_id)
     }

@@ -7,6 +7,7 @@
 //! missing binaries fail the run.
 
 mod cases;
+mod credential_cases;
 mod process_cases;
 mod support;
 
@@ -55,6 +56,15 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         }),
         ("rate_limit_bounds_calls", |e| {
             process_cases::rate_limit_bounds_calls(e).boxed()
+        }),
+        ("rrsa_refresh_and_rotation", |e| {
+            credential_cases::rrsa_refresh_and_rotation(e).boxed()
+        }),
+        ("many_objects_share_one_exchange", |e| {
+            credential_cases::many_objects_share_one_exchange(e).boxed()
+        }),
+        ("cross_account_roles", |e| {
+            credential_cases::cross_account_roles(e).boxed()
         }),
     ]
 }

@@ -112,8 +112,20 @@ pub async fn process_logs_metrics_and_scope(env: &'static Env) -> Result<(), Str
     })?;
     let (code, _) = op.http_get("/livez").await?;
     ensure(code == 200, || format!("/livez {code}"))?;
-    let (code, metrics) = op.http_get("/metrics").await?;
-    ensure(code == 200, || format!("/metrics {code}"))?;
+    // The objects gauge reads the watch cache, which may trail the status write by a moment.
+    let metrics = wait_for(
+        "/metrics to count the object",
+        Duration::from_secs(10),
+        || async {
+            let (code, metrics) = op.http_get("/metrics").await?;
+            if code == 200 && metrics.contains("sparkjobrun_objects{state=\"Active\"} 1") {
+                Ok(Some(metrics))
+            } else {
+                Err(format!("/metrics {code}"))
+            }
+        },
+    )
+    .await?;
     for needle in [
         "sparkjobrun_getjobrun_calls_total{outcome=\"ok\"}",
         "sparkjobrun_objects{state=\"Active\"} 1",
@@ -185,7 +197,11 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
             "--label-selector".to_string(),
             "e2e-process=leader".to_string(),
             "--leader-election=true".to_string(),
-            format!("--leader-election-namespace={lease_ns}"),
+            format!(
+                "--leader-election-namespace={}",
+                crate::support::RELEASE_NAMESPACE
+            ),
+            format!("--leader-election-lease-name=e2e-{lease_ns}"),
             "--leader-election-lease-duration=4s".to_string(),
             "--leader-election-renew-grace=1s".to_string(),
             format!("--instance-name={id}"),

@@ -59,10 +59,8 @@ impl Env {
             .wait_crd_established("sparkjobruns.emrspark.io")
             .await
             .map_err(err)?;
-        plane
-            .apply_yaml_file(repo.join("tests/e2e/operator-rbac.yaml"))
-            .await
-            .map_err(err)?;
+        // The operator runs with exactly the rights the Helm chart grants its ServiceAccount.
+        let (operator_kubeconfig, operator_client) = chart_identity(&plane, &repo).await?;
 
         let secret = format!("e2e-secret-{}", hex::encode(rand::random::<[u8; 12]>()));
         let sim = Simulator::start(SimulatorConfig {
@@ -72,8 +70,6 @@ impl Env {
         .await
         .map_err(err)?;
 
-        // The operator talks to the API server as the least-privilege user only.
-        let operator_client = plane.operator_client().map_err(err)?;
         let settings = Settings {
             poll: PollPolicy {
                 min_interval: Duration::from_millis(500),
@@ -125,7 +121,7 @@ impl Env {
         Ok(Self {
             kubectl: plane.kubectl_path().to_owned(),
             admin_kubeconfig: plane.kubeconfig_admin_path().to_owned(),
-            operator_kubeconfig: plane.kubeconfig_operator_path().to_owned(),
+            operator_kubeconfig,
             plane: Mutex::new(Some(plane)),
             admin,
             sim,
@@ -418,4 +414,124 @@ impl Env {
             metrics,
         })
     }
+}
+
+/// Namespace the chart is "installed" into (its ServiceAccount and Lease Role live here).
+pub const RELEASE_NAMESPACE: &str = "sparkjobrun-system";
+
+/// Renders the Helm chart, applies its ServiceAccount and RBAC objects, and returns a kubeconfig
+/// and client authenticated as that ServiceAccount (a TokenRequest token), so every case runs
+/// with the chart's rights and nothing more.
+async fn chart_identity(
+    plane: &ControlPlane,
+    repo: &std::path::Path,
+) -> Result<(PathBuf, Client), String> {
+    let helm = std::env::var("HELM")
+        .ok()
+        .or_else(|| {
+            let env =
+                std::fs::read_to_string(sparkjobrun_operator::devenv::tools_env_path()).ok()?;
+            env.lines()
+                .find_map(|l| l.strip_prefix("HELM=").map(str::to_owned))
+        })
+        .ok_or("helm not found: run tools/ensure-tools.sh")?;
+    let out = tokio::process::Command::new(&helm)
+        .args(["template", "sparkjobrun-operator"])
+        .arg(repo.join("charts/sparkjobrun-operator"))
+        .args([
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--set",
+            "rbac.mode=cluster",
+            "--set",
+            "leaderElection.enabled=true",
+        ])
+        .output()
+        .await
+        .map_err(|e| format!("running helm: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+    let wanted = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let mut docs = Vec::new();
+    let mut service_account = None;
+    for doc in rendered.split("\n---") {
+        let value: serde_yaml::Value = serde_yaml::from_str(doc).map_err(err)?;
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        if wanted.contains(&kind) {
+            if kind == "ServiceAccount" {
+                service_account = value
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|n| n.as_str())
+                    .map(str::to_owned);
+            }
+            docs.push(doc.trim().trim_start_matches("---").to_owned());
+        }
+    }
+    let service_account = service_account.ok_or("the chart rendered no ServiceAccount")?;
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": RELEASE_NAMESPACE}}))
+            .map_err(err)?;
+    Api::<Namespace>::all(plane.admin_client().map_err(err)?)
+        .create(&PostParams::default(), &ns)
+        .await
+        .map_err(err)?;
+    plane
+        .apply_yaml_in(&docs.join("\n---\n"), RELEASE_NAMESPACE)
+        .await
+        .map_err(err)?;
+
+    let token = plane
+        .kubectl(&[
+            "create",
+            "token",
+            &service_account,
+            "-n",
+            RELEASE_NAMESPACE,
+            "--duration",
+            "24h",
+        ])
+        .map_err(err)?;
+    if !token.status.success() {
+        return Err(format!(
+            "kubectl create token: {}",
+            String::from_utf8_lossy(&token.stderr)
+        ));
+    }
+    let user = sparkjobrun_operator::devenv::StaticUser {
+        name: format!("system:serviceaccount:{RELEASE_NAMESPACE}:{service_account}"),
+        uid: String::new(),
+        groups: Vec::new(),
+        token: String::from_utf8_lossy(&token.stdout).trim().to_owned(),
+    };
+    let kubeconfig = sparkjobrun_operator::devenv::render_kubeconfig(
+        plane.server_url(),
+        plane.ca_cert_pem(),
+        &user,
+    )
+    .map_err(err)?;
+    let path = plane
+        .work_dir()
+        .join("kubeconfig-chart-serviceaccount.yaml");
+    std::fs::write(&path, &kubeconfig).map_err(err)?;
+    let parsed = kube::config::Kubeconfig::read_from(&path).map_err(err)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(err)?;
+    Ok((path, Client::try_from(config).map_err(err)?))
 }

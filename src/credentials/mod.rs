@@ -1,13 +1,34 @@
-//! Where AccessKeys come from: the operator's environment, or a Secret named by the object.
-//! Parsing is pure (the environment and the Secret's data are passed in); reading the Secret is
-//! the controller's job, on demand, with `get` only.
+//! Where AccessKeys come from: the operator's own default chain (environment, RRSA/OIDC,
+//! credentials file or CLI profile, instance metadata), a Secret named by the object, and on top
+//! of either a cross-account role assumed through STS.
+//!
+//! Pure parts (parsing, request building, refresh decisions, chain order, allow-list matching)
+//! live in [`sts`], [`refresh`], [`allow`], [`profile`], [`chain`] and [`imds`] and are
+//! table-tested; the HTTP exchanges are in [`http`] and [`roles`]. Reading the Secret is the
+//! controller's job, on demand, with `get` only.
+
+pub mod allow;
+pub mod chain;
+pub mod http;
+pub mod imds;
+pub mod profile;
+pub mod refresh;
+pub mod roles;
+pub mod sts;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::policy::RetryClass;
 use crate::secret::Secret;
 use crate::signer::Credentials;
+
+pub use allow::RoleAllowList;
+pub use chain::{ChainSettings, ImdsMode, OperatorChain};
+pub use refresh::{CredentialsCache, Refresher, needs_refresh};
+pub use roles::{RoleAssumer, StsSettings};
+pub use sts::{StsFailure, TemporaryCredentials};
 
 pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
@@ -20,7 +41,10 @@ pub const KEY_SECURITY_TOKEN: &str = "securityToken";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
     #[error(
-        "no credentials: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} (optionally {ENV_SECURITY_TOKEN}) for the operator, or spec.credentials.secretRef on the object"
+        "no credentials: set {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET} (optionally {ENV_SECURITY_TOKEN}) for the operator, use RRSA ({}, {}, {}), a credentials file or CLI profile, or the instance metadata service (--imds), or set spec.credentials.secretRef on the object",
+        chain::ENV_ROLE_ARN,
+        chain::ENV_OIDC_PROVIDER_ARN,
+        chain::ENV_OIDC_TOKEN_FILE
     )]
     NoneConfigured,
     #[error("{present} is set but {missing} is not")]
@@ -42,6 +66,34 @@ pub enum CredentialsError {
         name: String,
         key: &'static str,
     },
+    /// STS refused or could not be reached: the code and message of its answer, no request id.
+    #[error("{0}")]
+    Sts(StsFailure),
+    /// The projected service-account token of RRSA could not be read.
+    #[error("reading the OIDC token file {path}: {message}")]
+    TokenFile { path: String, message: String },
+    /// The ECS instance metadata service gave no credentials.
+    #[error("instance metadata service {endpoint}: {message}")]
+    Imds { endpoint: String, message: String },
+    /// A source that was configured cannot be used (e.g. no HTTP client for STS).
+    #[error("{source_name} credentials: {message}")]
+    Unavailable {
+        source_name: &'static str,
+        message: String,
+    },
+}
+
+impl CredentialsError {
+    /// How the reconciler retries: STS outages and throttling are transient, a refusal needs a
+    /// human (trust policy, permissions), a missing key may appear on its own.
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            Self::Sts(f) => f.retry_class(),
+            Self::TokenFile { .. } | Self::Imds { .. } => RetryClass::Transient,
+            Self::Unavailable { .. } => RetryClass::Permanent,
+            _ => RetryClass::Missing,
+        }
+    }
 }
 
 /// The operator's own identity, asked for on every call so that temporary credentials can be
@@ -52,6 +104,9 @@ pub trait CredentialProvider: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<Credentials, CredentialsError>> + Send + '_>>;
     /// Which source this is ("environment", ...), for logs.
     fn source(&self) -> &'static str;
+    /// Forgets cached temporary credentials (the service said they expired), so the next call
+    /// exchanges again. Fixed credentials have nothing to forget.
+    fn invalidate(&self) {}
 }
 
 /// Fixed credentials (environment variables), or the reason there are none.
