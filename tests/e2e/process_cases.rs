@@ -387,6 +387,8 @@ pub async fn rate_limit_bounds_calls(env: &'static Env) -> Result<(), String> {
             "2",
             "--rate-burst",
             "2",
+            "--log-format",
+            "json",
         ],
         &creds,
     )?;
@@ -432,5 +434,20 @@ pub async fn rate_limit_bounds_calls(env: &'static Env) -> Result<(), String> {
     })?;
     op.signal(libc::SIGTERM);
     let status = wait_exit(&mut op, Duration::from_secs(15)).await?;
-    ensure(status.success(), || format!("exit {status}"))
+    ensure(status.success(), || format!("exit {status}"))?;
+    // JSON logs: one object per line, and lines about an object carry its namespace and name.
+    let log = op.log_text();
+    let written: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.contains("status written"))
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON ({e}): {l}")))
+        .collect::<Result<_, _>>()?;
+    ensure(!written.is_empty(), || "no 'status written' line".into())?;
+    ensure(
+        written.iter().all(|v| {
+            v["span"]["namespace"] == serde_json::Value::String(ns.clone())
+                && v["span"]["name"].is_string()
+        }),
+        || format!("JSON lines lack span namespace/name: {:?}", written.first()),
+    )
 }
