@@ -176,8 +176,34 @@ impl<S: JobRunService> Context<S> {
         self
     }
 
+    /// Whether the operator holds per-object memory for `namespace/name`.
+    pub fn has_schedule(&self, key: &str) -> bool {
+        self.schedule(key).is_some()
+    }
+
     fn schedule(&self, key: &str) -> Option<Schedule> {
         self.schedules.lock().ok().and_then(|m| m.get(key).copied())
+    }
+
+    /// Forgets per-object memory of objects no longer in any watch cache (deleted, or moved out
+    /// of the label selector), so a long-running operator does not grow without bound.
+    pub fn prune_schedules(&self) -> usize {
+        let live: std::collections::HashSet<String> = match self.stores.lock() {
+            Ok(stores) => stores
+                .iter()
+                .flat_map(|s| s.state())
+                .map(|o| object_key(&o))
+                .collect(),
+            Err(_) => return 0,
+        };
+        match self.schedules.lock() {
+            Ok(mut m) => {
+                let before = m.len();
+                m.retain(|k, _| live.contains(k));
+                before - m.len()
+            }
+            Err(_) => 0,
+        }
     }
 
     fn set_schedule(&self, key: &str, s: Option<Schedule>) {
@@ -817,6 +843,17 @@ pub async fn run<S: JobRunService>(
     if let Ok(mut shared) = ctx.stores.lock() {
         *shared = stores.clone();
     }
+    let pruner_ctx = ctx.clone();
+    let pruner = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let pruned = pruner_ctx.prune_schedules();
+            if pruned > 0 {
+                debug!(pruned, "forgot schedules of objects that are gone");
+            }
+        }
+    });
     let health = ctx.health.clone();
     tokio::spawn(async move {
         for store in &stores {
@@ -852,6 +889,7 @@ pub async fn run<S: JobRunService>(
             })
     });
     futures::future::join_all(controllers).await;
+    pruner.abort();
     ctx.health.synced.store(false, Ordering::Relaxed);
 }
 

@@ -670,7 +670,29 @@ pub async fn quiet_run_writes_nothing(env: &'static Env) -> Result<(), String> {
     })?;
     ensure(before == after, || {
         format!("resourceVersion moved {before:?} -> {after:?} over {calls} unchanged polls")
-    })
+    })?;
+    // Deleting the object: the operator forgets its per-object memory (no unbounded growth).
+    let key = format!("{ns}/quiet");
+    ensure(env.ctx.has_schedule(&key), || {
+        "no schedule kept for a polled object".into()
+    })?;
+    env.runs(&ns)
+        .delete("quiet", &Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for(
+        "the schedule of a deleted object to be pruned",
+        T,
+        || async {
+            env.ctx.prune_schedules();
+            if env.ctx.has_schedule(&key) {
+                Err("still scheduled".into())
+            } else {
+                Ok(Some(()))
+            }
+        },
+    )
+    .await
 }
 
 pub async fn api_trouble_keeps_outcome(env: &'static Env) -> Result<(), String> {
