@@ -118,6 +118,9 @@ Secrets are read by name only, when an object names one: no list, no watch.
 {{- with .Values.labelSelector }}
 - {{ printf "--label-selector=%s" . | quote }}
 {{- end }}
+{{- range .Values.assumeRoleAllow }}
+- {{ printf "--assume-role-allow=%s" . | quote }}
+{{- end }}
 - {{ printf "--rate-limit=%v" .Values.rateLimit | quote }}
 - {{ printf "--rate-burst=%d" (int64 .Values.rateBurst) | quote }}
 - {{ printf "--min-poll-interval=%s" .Values.minPollInterval | quote }}
