@@ -363,11 +363,22 @@ pub fn check_assume_role(
 }
 
 /// Random material for new credentials, from the caller.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Minted {
     pub access_key_id: String,
     pub access_key_secret: String,
     pub security_token: String,
+}
+
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Even the simulator's issued secrets stay out of Debug output (and so out of logs).
+        f.debug_struct("Minted")
+            .field("access_key_id", &self.access_key_id)
+            .field("access_key_secret", &"***")
+            .field("security_token", &"***")
+            .finish()
+    }
 }
 
 /// Fresh random credentials (key ids shaped like STS's `STS.` ones).
