@@ -54,6 +54,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("cancel_failed_and_unknown_states", |e| {
             cases::cancel_failed_and_unknown_states(e).boxed()
         }),
+        ("namespace_scoping", |e| {
+            process_cases::namespace_scoping(e).boxed()
+        }),
         ("rate_limit_bounds_calls", |e| {
             process_cases::rate_limit_bounds_calls(e).boxed()
         }),

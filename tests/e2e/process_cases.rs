@@ -451,3 +451,53 @@ pub async fn rate_limit_bounds_calls(env: &'static Env) -> Result<(), String> {
         || format!("JSON lines lack span namespace/name: {:?}", written.first()),
     )
 }
+
+/// `--namespace a,b` watches exactly those namespaces (one watch each, one shared rate limit).
+pub async fn namespace_scoping(env: &'static Env) -> Result<(), String> {
+    let watched = [
+        env.namespace("scope-a").await?,
+        env.namespace("scope-b").await?,
+    ];
+    let ignored = env.namespace("scope-c").await?;
+    let creds = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+    ];
+    let namespaces = format!("--namespace={},{}", watched[0], watched[1]);
+    let mut op = env.spawn_operator(
+        "nsscope",
+        &["--label-selector", "e2e-process=nsscope", &namespaces],
+        &creds,
+    )?;
+    for ns in watched.iter().chain(std::iter::once(&ignored)) {
+        let jr = unique("jr-scope");
+        env.sim
+            .add_run(RunScript::new(WS, &jr).holding("Running"))
+            .map_err(|e| e.to_string())?;
+        env.create_labeled(ns, "scoped", spec(&jr, None), &[("e2e-process", "nsscope")])
+            .await?;
+    }
+    for ns in &watched {
+        wait_for(
+            &format!("{ns}/scoped to be reconciled"),
+            Duration::from_secs(30),
+            || async {
+                let s = env.status(ns, "scoped").await?;
+                if s.state.as_deref() == Some("Running") {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("{:?}", s.state))
+                }
+            },
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = env.status(&ignored, "scoped").await?;
+    ensure(s.state.is_none() && s.conditions.is_empty(), || {
+        format!("an object outside --namespace was reconciled: {s:?}")
+    })?;
+    op.signal(libc::SIGTERM);
+    let status = wait_exit(&mut op, Duration::from_secs(15)).await?;
+    ensure(status.success(), || format!("exit {status}"))
+}
