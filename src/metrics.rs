@@ -3,6 +3,7 @@
 //! series stays bounded however many objects exist.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::Duration;
 
@@ -29,6 +30,16 @@ pub struct CategoryLabel {
 pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StsLabel {
+    pub action: &'static str,
+    pub outcome: &'static str,
+}
+
+/// STS exchanges of this process, by action and ok/error. A process-wide family because the
+/// credential providers are built before, and apart from, the controller and its registry.
+pub static STS_EXCHANGES: LazyLock<Family<StsLabel, Counter>> = LazyLock::new(Family::default);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -157,6 +168,11 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader lease",
             m.leader.clone(),
+        );
+        registry.register(
+            "sts_exchanges",
+            "STS AssumeRoleWithOIDC / AssumeRole exchanges by outcome (ok or error)",
+            STS_EXCHANGES.clone(),
         );
         Self { registry, ..m }
     }

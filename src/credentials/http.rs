@@ -66,7 +66,23 @@ impl StsClient {
         self.send(endpoint, req, ASSUME_ROLE, ex.role_arn).await
     }
 
+    /// Sends one exchange and counts it (transport failures included) in `/metrics`.
     async fn send(
+        &self,
+        endpoint: &Endpoint,
+        req: PreparedRequest,
+        action: &'static str,
+        role_arn: &str,
+    ) -> Result<TemporaryCredentials, StsFailure> {
+        let result = self.send_once(endpoint, req, action, role_arn).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::STS_EXCHANGES
+            .get_or_create(&crate::metrics::StsLabel { action, outcome })
+            .inc();
+        result
+    }
+
+    async fn send_once(
         &self,
         endpoint: &Endpoint,
         req: PreparedRequest,

@@ -220,9 +220,27 @@ pub async fn rrsa_refresh_and_rotation(env: &'static Env) -> Result<(), String> 
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let elapsed = started.elapsed();
+    let (_, metrics) = op.http_get("/metrics").await?;
     let log = stop(&mut op).await?;
     let sts = env.sim.sts_calls();
     let exchanges = sts.for_role(&role_arn, "AssumeRoleWithOIDC", "Accepted");
+    // The operator's own count of exchanges agrees with what the simulator accepted.
+    let counted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "sparkjobrun_sts_exchanges_total{action=\"AssumeRoleWithOIDC\",outcome=\"ok\"}",
+            )
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    // (One exchange may still have been in flight when /metrics was read.)
+    let counted = counted as u64;
+    ensure(
+        counted <= exchanges as u64 && counted + 1 >= exchanges as u64 && counted > 0,
+        || format!("/metrics counts {counted} exchanges, the simulator accepted {exchanges}"),
+    )?;
     let refused = sts.all_for_role(&role_arn) - exchanges;
     let calls = env.sim.calls();
     println!(
