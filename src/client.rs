@@ -379,6 +379,16 @@ impl JobRunService for HttpJobRunService {
 }
 
 fn transport_error(endpoint: &Endpoint, e: &reqwest::Error) -> ApiError {
+    ApiError::local(
+        ApiErrorKind::Unreachable,
+        describe_transport_error(endpoint, e),
+    )
+}
+
+/// "timed out / could not connect / transport error talking to ENDPOINT: innermost cause".
+/// Shared with the STS client. The innermost cause is the useful part (DNS, refused, TLS);
+/// no secret can appear, as credentials travel in headers only.
+pub fn describe_transport_error(endpoint: &Endpoint, e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -386,19 +396,17 @@ fn transport_error(endpoint: &Endpoint, e: &reqwest::Error) -> ApiError {
     } else {
         "transport error"
     };
-    // reqwest's Display includes the URL (no secrets: credentials travel in headers only).
-    let mut source = String::new();
+    let mut cause = String::new();
     let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(err) = cur {
-        source = err.to_string();
+        cause = err.to_string();
         cur = err.source();
     }
-    let message = if source.is_empty() {
+    if cause.is_empty() {
         format!("{what} talking to {endpoint}")
     } else {
-        format!("{what} talking to {endpoint}: {source}")
-    };
-    ApiError::local(ApiErrorKind::Unreachable, message)
+        format!("{what} talking to {endpoint}: {cause}")
+    }
 }
 
 #[cfg(test)]

@@ -98,24 +98,7 @@ impl StsClient {
             }
         }
         let unreachable = |e: reqwest::Error| {
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "transport error"
-            };
-            let mut detail = String::new();
-            let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-            while let Some(err) = cur {
-                detail = err.to_string();
-                cur = err.source();
-            }
-            let message = if detail.is_empty() {
-                format!("{what} talking to {endpoint}")
-            } else {
-                format!("{what} talking to {endpoint}: {detail}")
-            };
+            let message = crate::client::describe_transport_error(endpoint, &e);
             StsFailure::local(action, role_arn, StsFailureKind::Unreachable, message)
         };
         let response = builder.body(req.body).send().await.map_err(unreachable)?;
