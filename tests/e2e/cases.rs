@@ -4,44 +4,23 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sparkjobrun_operator::conditions::{self, Knowledge};
-use sparkjobrun_operator::crd::{
-    CredentialsSource, SecretReference, SparkJobRunRefSpec, SparkJobRunRefStatus,
-};
-use sparkjobrun_operator::simulator::{Fault, FaultKind, Phase, Reason, RunScript};
+use sparkjobrun_operator::crd::{SparkJobRunRefSpec, SparkJobRunRefStatus};
+use sparkjobrun_operator::simulator::{Fault, FaultKind, Phase, RunScript};
 
-use crate::support::{ACCESS_KEY_ID, Env, condition, ensure, wait_for};
+use crate::support::{
+    ACCESS_KEY_ID, Env, WS, condition, ensure, phase, secret_ref, spec_with, unique, wait_for,
+};
 
 fn spec(job_run_id: &str) -> SparkJobRunRefSpec {
-    SparkJobRunRefSpec {
-        workspace_id: "w-e2e0000000001".into(),
-        job_run_id: job_run_id.into(),
-        region_id: Some("cn-hangzhou".into()),
-        ..SparkJobRunRefSpec::default()
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", hex::encode(rand::random::<[u8; 6]>()))
-}
-
-fn phase(state: &str, seconds: Option<f64>, reason: Option<(&str, &str)>) -> Phase {
-    Phase {
-        state: state.into(),
-        after_seconds: None,
-        for_seconds: seconds,
-        state_change_reason: reason.map(|(c, m)| Reason {
-            code: c.into(),
-            message: m.into(),
-        }),
-    }
+    spec_with(job_run_id, None)
 }
 
 fn run_script(job_run_id: &str, phases: Vec<Phase>) -> RunScript {
-    RunScript::new("w-e2e0000000001", job_run_id).with_phases(phases)
+    RunScript::new(WS, job_run_id).with_phases(phases)
 }
 
 fn held(job_run_id: &str, state: &str) -> RunScript {
-    RunScript::new("w-e2e0000000001", job_run_id).holding(state)
+    RunScript::new(WS, job_run_id).holding(state)
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -543,15 +522,7 @@ pub async fn job_run_not_found(env: &'static Env) -> Result<(), String> {
 }
 
 fn with_secret(job_run_id: &str, secret: &str) -> SparkJobRunRefSpec {
-    SparkJobRunRefSpec {
-        credentials: Some(CredentialsSource {
-            secret_ref: Some(SecretReference {
-                name: secret.into(),
-            }),
-            ..CredentialsSource::default()
-        }),
-        ..spec(job_run_id)
-    }
+    spec_with(job_run_id, Some(secret_ref(secret)))
 }
 
 pub async fn wrong_credentials_then_fixed(env: &'static Env) -> Result<(), String> {

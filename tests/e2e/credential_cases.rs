@@ -5,31 +5,19 @@
 
 use std::time::{Duration, Instant};
 
-use sparkjobrun_operator::crd::{CredentialsSource, SecretReference, SparkJobRunRefSpec};
+use sparkjobrun_operator::crd::{CredentialsSource, SecretReference};
 use sparkjobrun_operator::secret::Secret;
-use sparkjobrun_operator::simulator::{Account, OidcRole, Phase, RoleTrust, RunScript};
+use sparkjobrun_operator::simulator::{Account, OidcRole, RoleTrust, RunScript};
 
-use crate::support::{ACCESS_KEY_ID, Env, OperatorProcess, condition, ensure, wait_for};
+use crate::support::{
+    ACCESS_KEY_ID, Env, OperatorProcess, WS, condition, ensure, phase, spec_with as spec, unique,
+    wait_for,
+};
 
-const WS: &str = "w-e2e0000000001";
 const PROVIDER: &str = "acs:ram::111111111111:oidc-provider/ack-rrsa-e2e";
 /// Credentials issued for RRSA in these cases live 10 s and are refreshed 4 s before expiry.
 const LIFETIME_SECS: u64 = 10;
 const MARGIN_SECS: u64 = 4;
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", hex::encode(rand::random::<[u8; 6]>()))
-}
-
-fn spec(job_run_id: &str, credentials: Option<CredentialsSource>) -> SparkJobRunRefSpec {
-    SparkJobRunRefSpec {
-        workspace_id: WS.into(),
-        job_run_id: job_run_id.into(),
-        region_id: Some("cn-hangzhou".into()),
-        credentials,
-        ..SparkJobRunRefSpec::default()
-    }
-}
 
 fn role(role_arn: &str, secret: Option<&str>) -> Option<CredentialsSource> {
     Some(CredentialsSource {
@@ -162,18 +150,8 @@ pub async fn rrsa_refresh_and_rotation(env: &'static Env) -> Result<(), String> 
     });
     let jr = unique("jr-rrsa");
     let phases = vec![
-        Phase {
-            state: "Running".into(),
-            after_seconds: None,
-            for_seconds: Some(25.0),
-            state_change_reason: None,
-        },
-        Phase {
-            state: "Success".into(),
-            after_seconds: None,
-            for_seconds: None,
-            state_change_reason: None,
-        },
+        phase("Running", Some(25.0), None),
+        phase("Success", None, None),
     ];
     env.sim
         .add_run(RunScript::new(WS, &jr).with_phases(phases))

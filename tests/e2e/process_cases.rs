@@ -3,28 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use sparkjobrun_operator::crd::{CredentialsSource, SecretReference, SparkJobRunRefSpec};
-use sparkjobrun_operator::simulator::{Account, Phase, RunScript};
+use sparkjobrun_operator::crd::SparkJobRunRefSpec;
+use sparkjobrun_operator::simulator::{Account, RunScript};
 
-use crate::support::{ACCESS_KEY_ID, Env, OperatorProcess, condition, ensure, wait_for};
-
-const WS: &str = "w-e2e0000000001";
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", hex::encode(rand::random::<[u8; 6]>()))
-}
+use crate::support::{
+    ACCESS_KEY_ID, Env, OperatorProcess, WS, condition, ensure, phase, secret_ref, spec_with,
+    unique, wait_for,
+};
 
 fn spec(job_run_id: &str, secret: Option<&str>) -> SparkJobRunRefSpec {
-    SparkJobRunRefSpec {
-        workspace_id: WS.into(),
-        job_run_id: job_run_id.into(),
-        region_id: Some("cn-hangzhou".into()),
-        credentials: secret.map(|name| CredentialsSource {
-            secret_ref: Some(SecretReference { name: name.into() }),
-            ..CredentialsSource::default()
-        }),
-        ..SparkJobRunRefSpec::default()
-    }
+    spec_with(job_run_id, secret.map(secret_ref))
 }
 
 async fn wait_exit(
@@ -271,24 +259,9 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
 
     let jr = unique("jr-lead");
     let phases = vec![
-        Phase {
-            state: "Submitted".into(),
-            after_seconds: None,
-            for_seconds: Some(5.0),
-            state_change_reason: None,
-        },
-        Phase {
-            state: "Running".into(),
-            after_seconds: None,
-            for_seconds: Some(10.0),
-            state_change_reason: None,
-        },
-        Phase {
-            state: "Success".into(),
-            after_seconds: None,
-            for_seconds: None,
-            state_change_reason: None,
-        },
+        phase("Submitted", Some(5.0), None),
+        phase("Running", Some(10.0), None),
+        phase("Success", None, None),
     ];
     env.sim
         .add_run(RunScript::new(WS, &jr).with_phases(phases))

@@ -13,13 +13,17 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use sparkjobrun_operator::client::{HttpJobRunService, Timeouts};
 use sparkjobrun_operator::controller::{self, Context, RateLimit, Settings};
-use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
+use sparkjobrun_operator::crd::{
+    CredentialsSource, SecretReference, SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus,
+};
 use sparkjobrun_operator::credentials::StaticProvider;
 use sparkjobrun_operator::devenv::{ControlPlane, ControlPlaneOptions};
 use sparkjobrun_operator::endpoint;
 use sparkjobrun_operator::policy::{BackoffPolicy, PollPolicy};
 use sparkjobrun_operator::signer::Credentials;
-use sparkjobrun_operator::simulator::{Account, Simulator, SimulatorConfig, SimulatorHandle};
+use sparkjobrun_operator::simulator::{
+    Account, Phase, Reason, Simulator, SimulatorConfig, SimulatorHandle,
+};
 use tokio::io::AsyncWriteExt;
 
 pub const ACCESS_KEY_ID: &str = "LTAI5tE2eOperatorKey0001";
@@ -534,4 +538,44 @@ async fn chart_identity(
             .await
             .map_err(err)?;
     Ok((path, Client::try_from(config).map_err(err)?))
+}
+
+/// The workspace every simulated run of the suite belongs to.
+pub const WS: &str = "w-e2e0000000001";
+
+/// A name no other case (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(rand::random::<[u8; 6]>()))
+}
+
+/// A spec for a run of [`WS`] in [`REGION`].
+pub fn spec_with(job_run_id: &str, credentials: Option<CredentialsSource>) -> SparkJobRunRefSpec {
+    SparkJobRunRefSpec {
+        workspace_id: WS.into(),
+        job_run_id: job_run_id.into(),
+        region_id: Some(REGION.into()),
+        credentials,
+        ..SparkJobRunRefSpec::default()
+    }
+}
+
+/// Credentials from the Secret `name` in the object's namespace.
+pub fn secret_ref(name: &str) -> CredentialsSource {
+    CredentialsSource {
+        secret_ref: Some(SecretReference { name: name.into() }),
+        ..CredentialsSource::default()
+    }
+}
+
+/// One scripted phase: `state` for `seconds` (or for good), with an optional (code, message).
+pub fn phase(state: &str, seconds: Option<f64>, reason: Option<(&str, &str)>) -> Phase {
+    Phase {
+        state: state.into(),
+        after_seconds: None,
+        for_seconds: seconds,
+        state_change_reason: reason.map(|(code, message)| Reason {
+            code: code.into(),
+            message: message.into(),
+        }),
+    }
 }
