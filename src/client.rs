@@ -159,14 +159,7 @@ impl ApiError {
 }
 
 fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
+    crate::text::truncate(s, max);
 }
 
 /// Builds an [`ApiError`] from an error answer. Pure, so every odd body is table-tested.

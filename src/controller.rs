@@ -746,13 +746,7 @@ async fn publish_events<S: JobRunService>(
     let reference = obj.object_ref(&());
     for planned in plan_events(&obj.spec.job_run_id, old, next) {
         let mut note = planned.note;
-        if note.len() > 1000 {
-            let mut cut = 1000;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-        }
+        crate::text::truncate(&mut note, 1000);
         let event = Event {
             type_: if planned.warning {
                 EventType::Warning

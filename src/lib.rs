@@ -24,4 +24,5 @@ pub mod server;
 pub mod signer;
 pub mod simulator;
 pub mod state;
+pub mod text;
 pub mod wire;

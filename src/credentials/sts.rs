@@ -270,14 +270,7 @@ impl fmt::Display for StsFailure {
             Some((head, _)) => head.trim_end().to_owned(),
             None => self.message.clone(),
         };
-        if message.len() > 512 {
-            let mut cut = 512;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        crate::text::truncate(&mut message, 512);
         f.write_str(&message)
     }
 }

@@ -211,11 +211,7 @@ pub(crate) fn log_tail(path: &Path) -> String {
             let lines: Vec<&str> = text.lines().collect();
             let mut tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
             if tail.len() > MAX_CHARS {
-                let mut cut = tail.len() - MAX_CHARS;
-                while !tail.is_char_boundary(cut) {
-                    cut += 1;
-                }
-                tail = format!("...{}", &tail[cut..]);
+                tail = format!("...{}", crate::text::suffix(&tail, MAX_CHARS));
             }
             tail
         }

@@ -608,11 +608,7 @@ fn sts_answer(
 }
 
 fn truncate_half(text: &str) -> &str {
-    let mut cut = text.len() / 2;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &text[..cut]
+    crate::text::prefix(text, text.len() / 2)
 }
 
 fn admin_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
