@@ -5,20 +5,22 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kube::api::{Api, ListParams};
-use kube_lease_manager::LeaseManagerBuilder;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use kube::Client;
 use tracing::info;
 
-use crate::cli::{GetJobRunArgs, LeaderElection, LogFormat, OutputFormat, RunArgs};
+use crate::cli::{GetJobRunArgs, LogFormat, OutputFormat, RunArgs};
 use crate::client::{GetJobRunRequest, HttpJobRunService, JobRunService};
-use crate::controller::{self, Context, Scope};
+use crate::config::Scope;
 use crate::crd::SparkJobRunRef;
 use crate::credentials::http::StsClient;
 use crate::credentials::{ChainSettings, CredentialsError, OperatorChain, RoleAssumer};
 use crate::endpoint;
+use crate::leader;
 use crate::mapping::{self, PollOutcome, StatusContext};
+use crate::reconcile::fence::Fence;
+use crate::reconcile::{self, Context};
 use crate::server::{self, Readiness};
 
 /// Failures that end the process, each with the message the user sees.
@@ -39,7 +41,7 @@ pub enum AppError {
     #[error("simulator: {0}")]
     Simulator(String),
     #[error("leader election: {0}")]
-    Leader(String),
+    Leader(#[source] leader::LeaderError),
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -101,21 +103,12 @@ async fn shutdown_signal() {
     info!("shutdown requested; finishing in-flight reconciles");
 }
 
-/// A shutdown flag many tasks can wait on.
-async fn wait_for(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Lists the CRD until it answers (the operator is useless without it), marking readiness.
 async fn wait_for_crd(
     client: &Client,
     scope: &Scope,
     readiness: &Readiness,
-    mut stop: watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) {
     let api: Api<SparkJobRunRef> = match scope.namespaces.first() {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -133,7 +126,7 @@ async fn wait_for_crd(
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
     }
 }
@@ -159,128 +152,57 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     let client = Client::try_default().await.map_err(AppError::Kube)?;
     let service = HttpJobRunService::new(args.service.timeouts()).map_err(AppError::Http)?;
     let scope = settings.scope.clone();
-    let ctx = Arc::new(
-        Context::new(client.clone(), service, settings, chain.provider).with_role_assumer(roles),
-    );
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
+    let fence = Arc::new(match &election {
+        None => Fence::open(),
+        Some(le) => Fence::leased(leader::fence_validity(
+            Duration::from_secs(le.duration_secs),
+            Duration::from_secs(le.grace_secs),
+        )),
     });
-
-    let readiness = Arc::new(Readiness::default());
+    let ctx = Arc::new(
+        Context::new(client.clone(), service, settings, chain.provider)
+            .with_role_assumer(roles)
+            .with_fence(fence.clone()),
+    );
+    let readiness = ctx.readiness.clone();
     readiness
         .leader_election
         .store(election.is_some(), Ordering::Relaxed);
-    let health = ctx.health.clone();
+
+    // One token for every way the process ends: a signal, or the end of leadership.
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal_stop.cancel();
+    });
     let renderer_ctx = ctx.clone();
+    let server_stop = stop.clone();
     let (addr, server) = server::serve(
         args.metrics_addr,
         readiness.clone(),
-        Arc::new(move || health.synced.load(Ordering::Relaxed)),
         Arc::new(move || renderer_ctx.render_metrics()),
-        wait_for(stop_rx.clone()),
+        async move { server_stop.cancelled().await },
     )
     .await
     .map_err(|e| AppError::Config(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
     info!(%addr, "serving /metrics, /livez and /readyz");
 
-    wait_for_crd(&client, &scope, &readiness, stop_rx.clone()).await;
-    info!(
-        namespaces = ?scope.namespaces,
-        label_selector = ?scope.label_selector,
-        "starting controller"
-    );
-
+    wait_for_crd(&client, &scope, &readiness, &stop).await;
+    info!(namespaces = ?scope.namespaces, label_selector = ?scope.label_selector, "starting controller");
     let result = match election {
         None => {
-            controller::run(ctx.clone(), wait_for(stop_rx.clone())).await;
+            reconcile::run::run(ctx.clone(), stop.clone()).await;
             Ok(())
         }
-        Some(le) => run_as_leader(client, le, ctx.clone(), &readiness, stop_rx.clone()).await,
+        Some(le) => leader::lead(client, le, ctx.clone(), fence, stop.clone())
+            .await
+            .map_err(AppError::Leader),
     };
+    stop.cancel();
     let _ = server.await;
     info!("operator stopped");
     result
-}
-
-/// Waits for the lease, reconciles while holding it, and gives it back on shutdown. Losing the
-/// lease ends the process with an error so that the pod restarts and competes again, rather than
-/// risking two replicas writing at once.
-async fn run_as_leader(
-    client: Client,
-    le: LeaderElection,
-    ctx: Arc<Context<HttpJobRunService>>,
-    readiness: &Readiness,
-    stop: watch::Receiver<bool>,
-) -> Result<(), AppError> {
-    let manager = LeaseManagerBuilder::new(client, &le.lease_name)
-        .with_namespace(&le.namespace)
-        .with_identity(&le.identity)
-        .with_duration(le.duration_secs)
-        .with_grace(le.grace_secs)
-        // The field manager must differ per replica (the library's default derives it from
-        // the identity): server-side apply's ownership conflict is what stops two replicas
-        // from taking a free lease at the same moment.
-        .build()
-        .await
-        .map_err(|e| AppError::Leader(e.to_string()))?;
-    let (mut leading, task) = manager.watch().await;
-    info!(lease = %le.lease_name, namespace = %le.namespace, identity = %le.identity, "waiting for the leader lease");
-    let mut stop_wait = stop.clone();
-    while !*leading.borrow_and_update() {
-        tokio::select! {
-            changed = leading.changed() => if changed.is_err() {
-                return Err(AppError::Leader("the lease manager stopped".into()));
-            },
-            _ = stop_wait.changed() => {
-                drop(leading);
-                let _ = task.await;
-                return Ok(());
-            }
-        }
-    }
-    info!(identity = %le.identity, "acquired the leader lease; reconciling");
-    readiness.leading.store(true, Ordering::Relaxed);
-    ctx.metrics.leader.set(1);
-
-    let (lost_tx, lost_rx) = watch::channel(false);
-    let mut watch_leading = leading.clone();
-    let lost_watch = tokio::spawn(async move {
-        loop {
-            if watch_leading.changed().await.is_err() || !*watch_leading.borrow_and_update() {
-                let _ = lost_tx.send(true);
-                return;
-            }
-        }
-    });
-    let mut lost_flag = lost_rx.clone();
-    let stop_or_lost = {
-        let stop = wait_for(stop);
-        let lost = wait_for(lost_rx);
-        async move {
-            tokio::select! {
-                () = stop => {},
-                () = lost => {},
-            }
-        }
-    };
-    controller::run(ctx.clone(), stop_or_lost).await;
-    readiness.leading.store(false, Ordering::Relaxed);
-    ctx.metrics.leader.set(0);
-    lost_watch.abort();
-    let lost = *lost_flag.borrow_and_update();
-    // Dropping the receivers makes the manager release the lease, so a successor need not wait
-    // for it to expire.
-    drop(leading);
-    let _ = task.await;
-    if lost {
-        Err(AppError::Leader("lost the leader lease".into()))
-    } else {
-        info!("released the leader lease");
-        Ok(())
-    }
 }
 
 /// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the
@@ -319,6 +241,7 @@ pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
         PollOutcome::Run(&run),
         StatusContext {
             generation: None,
+            workspace_id: &args.workspace_id,
             job_run_id: &args.job_run_id,
             region_id: Some(&args.region_id),
         },

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::Timeouts;
-use crate::controller::{RateLimit, Scope, Settings};
+use crate::config::{RateLimit, Scope, Settings};
 use crate::credentials::roles::{DEFAULT_CACHE_SIZE, StsSettings};
 use crate::credentials::sts;
 use crate::credentials::{ChainSettings, ImdsMode, RoleAllowList};

@@ -225,7 +225,7 @@ pub fn decode_success(body: &[u8], request_id: Option<&str>) -> Result<JobRun, A
         http_status: Some(200),
         ..ApiError::local(ApiErrorKind::InvalidResponse, message)
     };
-    let resp: GetJobRunResponse = serde_json::from_slice(body)
+    let resp: GetJobRunResponse = crate::wire::decode_get_job_run(body)
         .map_err(|e| invalid(format!("GetJobRun answer is not valid JSON: {e}")))?;
     let run = resp
         .job_run

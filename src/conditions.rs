@@ -1,29 +1,101 @@
-//! Conditions, computed purely from what is known about the run (the design doc's table) and from
-//! how the last call went. The job-outcome conditions depend only on the last *known* state, so API
-//! trouble can never flip them; only `Synced` reflects the call.
+//! Conditions, computed purely from what is known about the run (the condition table in the
+//! README) and from how the last call went. The job-outcome conditions depend only on the last
+//! *known* state, so API trouble can never flip them; only `Synced` reflects the call.
+//!
+//! Every condition type, status and reason the operator can write is an enum variant here: one
+//! vocabulary for the code, the README (a test ties them together) and the consumers.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::state::{StateClass, state_reason};
+use crate::state::StateClass;
 
-pub const READY: &str = "Ready";
-pub const RECONCILING: &str = "Reconciling";
-pub const STALLED: &str = "Stalled";
-pub const SUCCEEDED: &str = "Succeeded";
-pub const FAILED: &str = "Failed";
-pub const FINISHED: &str = "Finished";
-pub const SYNCED: &str = "Synced";
+/// Defines a closed set of PascalCase words with `as_str`, `parse` and `ALL`.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
 
-/// The order conditions are written in, so that status comparisons are stable.
-const ORDER: [&str; 7] = [
-    READY,
-    RECONCILING,
-    STALLED,
-    SUCCEEDED,
-    FAILED,
-    FINISHED,
-    SYNCED,
-];
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => stringify!($variant)),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Condition types, in the order they are written (so status comparisons are stable).
+    ConditionType { Ready, Reconciling, Stalled, Succeeded, Failed, Finished, Synced }
+}
+
+vocabulary! {
+    /// A condition's status.
+    Status { True, False, Unknown }
+}
+
+vocabulary! {
+    /// Every reason the operator writes into a condition or an event.
+    Reason {
+        /// No GetJobRun has answered yet.
+        Initializing,
+        Submitted, Pending, Running, Cancelling, CancelFailed, Succeeded, Failed, Cancelled,
+        /// A state string the operator does not know.
+        UnknownState,
+        JobRunNotFound,
+        /// `Synced=True`: the last call worked.
+        Polled,
+        Throttled, ServiceUnavailable, EndpointUnreachable, InvalidResponse, Unauthorized,
+        ClockSkew, Forbidden, BadRequest,
+        SecretNotFound, SecretUnreadable, SecretKeyMissing, CredentialsMissing,
+        CredentialsUnavailable, OidcTokenUnreadable, StsError, RoleNotAllowed,
+        RegionMissing, EndpointNotAllowed, InvalidSpec, InvalidObject,
+        /// Writing the status to the API server failed (events only: nothing was written).
+        StatusWriteFailed,
+        /// The API server refused the full status as too large; a minimal one was written.
+        StatusTooLarge,
+        /// Event: calls work again after a problem.
+        Recovered,
+    }
+}
+
+impl Reason {
+    /// The reason for a state string: the state itself when it is documented, `UnknownState`
+    /// otherwise (an arbitrary string is not a valid reason).
+    pub fn of_state(state: &str) -> Self {
+        match state {
+            "Submitted" => Self::Submitted,
+            "Pending" => Self::Pending,
+            "Running" => Self::Running,
+            "Cancelling" => Self::Cancelling,
+            "CancelFailed" => Self::CancelFailed,
+            "Success" => Self::Succeeded,
+            "Failed" => Self::Failed,
+            "Cancelled" => Self::Cancelled,
+            _ => Self::UnknownState,
+        }
+    }
+}
+
+pub const READY: ConditionType = ConditionType::Ready;
+pub const RECONCILING: ConditionType = ConditionType::Reconciling;
+pub const STALLED: ConditionType = ConditionType::Stalled;
+pub const SUCCEEDED: ConditionType = ConditionType::Succeeded;
+pub const FAILED: ConditionType = ConditionType::Failed;
+pub const FINISHED: ConditionType = ConditionType::Finished;
+pub const SYNCED: ConditionType = ConditionType::Synced;
 
 /// What the operator knows about the remote run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,46 +116,58 @@ pub enum Knowledge<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sync<'a> {
     Ok,
-    Failed { reason: &'a str, message: &'a str },
+    Failed { reason: Reason, message: &'a str },
 }
 
 /// A condition without its timestamp: what the operator wants to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
-    pub type_: &'static str,
-    pub status: &'static str,
-    pub reason: String,
+    pub type_: ConditionType,
+    pub status: Status,
+    pub reason: Reason,
     pub message: String,
 }
 
-fn cond(type_: &'static str, status: &'static str, reason: &str, message: &str) -> Desired {
-    Desired {
-        type_,
-        status,
-        reason: reason.to_owned(),
-        message: message.to_owned(),
+impl Desired {
+    /// Reads back a condition the operator wrote earlier; `None` for anything outside the
+    /// vocabulary (written by someone else), which is then recomputed rather than trusted.
+    pub fn parse(c: &Condition) -> Option<Self> {
+        Some(Self {
+            type_: ConditionType::parse(&c.type_)?,
+            status: Status::parse(&c.status)?,
+            reason: Reason::parse(&c.reason)?,
+            message: c.message.clone(),
+        })
     }
 }
 
+fn cond(type_: ConditionType, status: Status, reason: Reason, message: &str) -> Desired {
+    Desired {
+        type_,
+        status,
+        reason,
+        message: message.to_owned(),
+    }
+}
 /// The job-outcome conditions for what is known (the design doc's table).
 pub fn outcome(knowledge: &Knowledge<'_>, job_run_id: &str) -> Vec<Desired> {
     match knowledge {
         Knowledge::Nothing => {
             let msg = format!("waiting for the first GetJobRun answer for {job_run_id}");
             vec![
-                cond(READY, "False", "Initializing", &msg),
-                cond(RECONCILING, "True", "Initializing", &msg),
-                cond(SUCCEEDED, "Unknown", "Initializing", &msg),
-                cond(FAILED, "False", "Initializing", &msg),
-                cond(FINISHED, "False", "Initializing", &msg),
+                cond(READY, Status::False, Reason::Initializing, &msg),
+                cond(RECONCILING, Status::True, Reason::Initializing, &msg),
+                cond(SUCCEEDED, Status::Unknown, Reason::Initializing, &msg),
+                cond(FAILED, Status::False, Reason::Initializing, &msg),
+                cond(FINISHED, Status::False, Reason::Initializing, &msg),
             ]
         }
         Knowledge::NotFound { message } => {
             let msg = format!("job run {job_run_id} was not found: {message}");
             vec![
-                cond(READY, "False", "JobRunNotFound", &msg),
-                cond(STALLED, "True", "JobRunNotFound", &msg),
-                cond(SUCCEEDED, "Unknown", "JobRunNotFound", &msg),
+                cond(READY, Status::False, Reason::JobRunNotFound, &msg),
+                cond(STALLED, Status::True, Reason::JobRunNotFound, &msg),
+                cond(SUCCEEDED, Status::Unknown, Reason::JobRunNotFound, &msg),
             ]
         }
         Knowledge::State {
@@ -91,15 +175,15 @@ pub fn outcome(knowledge: &Knowledge<'_>, job_run_id: &str) -> Vec<Desired> {
             reason_code,
             reason_message,
         } => {
-            let reason = state_reason(state);
+            let reason = Reason::of_state(state);
             match StateClass::of(state) {
                 StateClass::Succeeded => {
                     let msg = format!("job run {job_run_id} succeeded");
                     vec![
-                        cond(READY, "True", reason, &msg),
-                        cond(SUCCEEDED, "True", reason, &msg),
-                        cond(FAILED, "False", reason, &msg),
-                        cond(FINISHED, "True", reason, &msg),
+                        cond(READY, Status::True, reason, &msg),
+                        cond(SUCCEEDED, Status::True, reason, &msg),
+                        cond(FAILED, Status::False, reason, &msg),
+                        cond(FINISHED, Status::True, reason, &msg),
                     ]
                 }
                 StateClass::Failed | StateClass::Cancelled => {
@@ -111,11 +195,11 @@ pub fn outcome(knowledge: &Knowledge<'_>, job_run_id: &str) -> Vec<Desired> {
                         (None, None) => {}
                     }
                     vec![
-                        cond(READY, "False", reason, &msg),
-                        cond(STALLED, "True", reason, &msg),
-                        cond(SUCCEEDED, "False", reason, &msg),
-                        cond(FAILED, "True", reason, &msg),
-                        cond(FINISHED, "True", reason, &msg),
+                        cond(READY, Status::False, reason, &msg),
+                        cond(STALLED, Status::True, reason, &msg),
+                        cond(SUCCEEDED, Status::False, reason, &msg),
+                        cond(FAILED, Status::True, reason, &msg),
+                        cond(FINISHED, Status::True, reason, &msg),
                     ]
                 }
                 class => {
@@ -129,11 +213,11 @@ pub fn outcome(knowledge: &Knowledge<'_>, job_run_id: &str) -> Vec<Desired> {
                         _ => format!("job run {job_run_id} is {state}"),
                     };
                     vec![
-                        cond(READY, "False", reason, &msg),
-                        cond(RECONCILING, "True", reason, &msg),
-                        cond(SUCCEEDED, "Unknown", reason, &msg),
-                        cond(FAILED, "False", reason, &msg),
-                        cond(FINISHED, "False", reason, &msg),
+                        cond(READY, Status::False, reason, &msg),
+                        cond(RECONCILING, Status::True, reason, &msg),
+                        cond(SUCCEEDED, Status::Unknown, reason, &msg),
+                        cond(FAILED, Status::False, reason, &msg),
+                        cond(FINISHED, Status::False, reason, &msg),
                     ]
                 }
             }
@@ -145,11 +229,11 @@ pub fn synced(sync: &Sync<'_>) -> Desired {
     match sync {
         Sync::Ok => cond(
             SYNCED,
-            "True",
-            "Polled",
+            Status::True,
+            Reason::Polled,
             "the last GetJobRun call succeeded",
         ),
-        Sync::Failed { reason, message } => cond(SYNCED, "False", reason, message),
+        Sync::Failed { reason, message } => cond(SYNCED, Status::False, *reason, message),
     }
 }
 
@@ -166,13 +250,15 @@ pub fn materialize(
     let mut out: Vec<Condition> = desired
         .into_iter()
         .map(|d| {
-            let old = existing.iter().find(|c| c.type_ == d.type_);
-            let same_status = old.is_some_and(|o| o.status == d.status);
+            let old = existing.iter().find(|c| c.type_ == d.type_.as_str());
+            let same_status = old.is_some_and(|o| o.status == d.status.as_str());
             let keep_message = d.type_ == SYNCED
-                && old.is_some_and(|o| o.status == d.status && o.reason == d.reason);
+                && old.is_some_and(|o| {
+                    o.status == d.status.as_str() && o.reason == d.reason.as_str()
+                });
             Condition {
-                type_: d.type_.to_owned(),
-                status: d.status.to_owned(),
+                type_: d.type_.as_str().to_owned(),
+                status: d.status.as_str().to_owned(),
                 last_transition_time: match old {
                     Some(o) if same_status => o.last_transition_time.clone(),
                     _ => now.clone(),
@@ -181,29 +267,29 @@ pub fn materialize(
                     Some(o) if keep_message => o.message.clone(),
                     _ => d.message,
                 },
-                reason: d.reason,
+                reason: d.reason.as_str().to_owned(),
                 observed_generation: generation,
             }
         })
         .collect();
     out.sort_by_key(|c| {
-        ORDER
+        ConditionType::ALL
             .iter()
-            .position(|t| *t == c.type_)
-            .unwrap_or(ORDER.len())
+            .position(|t| t.as_str() == c.type_)
+            .unwrap_or(ConditionType::ALL.len())
     });
     out
 }
 
-pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
+pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn statuses(d: &[Desired]) -> Vec<(&str, &str)> {
+    fn statuses(d: &[Desired]) -> Vec<(ConditionType, Status)> {
         d.iter().map(|c| (c.type_, c.status)).collect()
     }
 
@@ -219,11 +305,11 @@ mod tests {
     #[test]
     fn outcome_table() {
         let in_progress = vec![
-            (READY, "False"),
-            (RECONCILING, "True"),
-            (SUCCEEDED, "Unknown"),
-            (FAILED, "False"),
-            (FINISHED, "False"),
+            (READY, Status::False),
+            (RECONCILING, Status::True),
+            (SUCCEEDED, Status::Unknown),
+            (FAILED, Status::False),
+            (FINISHED, Status::False),
         ];
         for s in [
             "Submitted",
@@ -238,21 +324,21 @@ mod tests {
         assert_eq!(
             statuses(&outcome(&state("Success"), "jr-1")),
             vec![
-                (READY, "True"),
-                (SUCCEEDED, "True"),
-                (FAILED, "False"),
-                (FINISHED, "True")
+                (READY, Status::True),
+                (SUCCEEDED, Status::True),
+                (FAILED, Status::False),
+                (FINISHED, Status::True)
             ]
         );
         for s in ["Failed", "Cancelled"] {
             assert_eq!(
                 statuses(&outcome(&state(s), "jr-1")),
                 vec![
-                    (READY, "False"),
-                    (STALLED, "True"),
-                    (SUCCEEDED, "False"),
-                    (FAILED, "True"),
-                    (FINISHED, "True")
+                    (READY, Status::False),
+                    (STALLED, Status::True),
+                    (SUCCEEDED, Status::False),
+                    (FAILED, Status::True),
+                    (FINISHED, Status::True)
                 ],
                 "{s}"
             );
@@ -260,9 +346,13 @@ mod tests {
         let nf = outcome(&Knowledge::NotFound { message: "gone" }, "jr-1");
         assert_eq!(
             statuses(&nf),
-            vec![(READY, "False"), (STALLED, "True"), (SUCCEEDED, "Unknown")]
+            vec![
+                (READY, Status::False),
+                (STALLED, Status::True),
+                (SUCCEEDED, Status::Unknown)
+            ]
         );
-        assert!(nf.iter().all(|c| c.reason == "JobRunNotFound"));
+        assert!(nf.iter().all(|c| c.reason == Reason::JobRunNotFound));
     }
 
     #[test]
@@ -274,7 +364,7 @@ mod tests {
         };
         let d = outcome(&k, "jr-9");
         let stalled = d.iter().find(|c| c.type_ == STALLED).expect("stalled");
-        assert_eq!(stalled.reason, "Failed");
+        assert_eq!(stalled.reason, Reason::Failed);
         assert!(
             stalled.message.contains("ERR-100000: connection refused"),
             "{}",
@@ -285,7 +375,7 @@ mod tests {
     #[test]
     fn unknown_state_has_a_valid_reason() {
         let d = outcome(&state("some weird state!"), "jr-1");
-        assert!(d.iter().all(|c| c.reason == "UnknownState"));
+        assert!(d.iter().all(|c| c.reason == Reason::UnknownState));
     }
 
     fn t(s: &str) -> Time {
@@ -317,7 +407,7 @@ mod tests {
         let first = materialize(
             &[],
             vec![synced(&Sync::Failed {
-                reason: "Unauthorized",
+                reason: Reason::Unauthorized,
                 message: "req 1",
             })],
             None,
@@ -326,7 +416,7 @@ mod tests {
         let same = materialize(
             &first,
             vec![synced(&Sync::Failed {
-                reason: "Unauthorized",
+                reason: Reason::Unauthorized,
                 message: "req 2",
             })],
             None,
@@ -336,7 +426,7 @@ mod tests {
         let other = materialize(
             &first,
             vec![synced(&Sync::Failed {
-                reason: "Throttled",
+                reason: Reason::Throttled,
                 message: "slow",
             })],
             None,
@@ -356,7 +446,7 @@ mod tests {
             .collect();
         assert_eq!(
             types,
-            [READY, RECONCILING, SUCCEEDED, FAILED, FINISHED, SYNCED]
+            [READY, RECONCILING, SUCCEEDED, FAILED, FINISHED, SYNCED].map(|t| t.as_str())
         );
     }
 }

@@ -161,6 +161,17 @@ pub struct SparkJobRunRefStatus {
     /// Region the run is read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_id: Option<String>,
+    /// Workspace of the run this status describes. A status naming another workspace or run
+    /// than the spec is ignored by the operator and replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    /// The job run this status describes (spec.jobRunId when it was written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_run_id: Option<String>,
+    /// Fields whose value from the service was longer than the operator keeps and was cut
+    /// (strings end in "…"), or dropped to keep the status within its size limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
     /// Why the run last changed state (the cause of a failure, for example).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_change_reason: Option<StateChangeReason>,

@@ -1,7 +1,8 @@
 //! The operator's error type: each variant says which operation failed on which object, and
 //! knows its bounded category (for metrics and condition reasons) and how it is retried.
 
-use crate::client::ApiError;
+use crate::client::{ApiError, ApiErrorKind};
+use crate::conditions::Reason;
 use crate::credentials::CredentialsError;
 use crate::endpoint::EndpointError;
 use crate::policy::RetryClass;
@@ -66,32 +67,37 @@ pub enum Error {
     },
     #[error("{object} has no {what}")]
     MissingMetadata { object: String, what: &'static str },
+    /// The status write was computed from an older version of the object (it was written, or
+    /// deleted and recreated, since): reconcile again from fresh state.
+    #[error("writing status of {object}: the object changed since it was read")]
+    Conflict { object: String },
+    /// No rate-limit slot is free: not a failure, the object waits its turn.
+    #[error("{object}: waiting {wait:?} for a slot of the rate limit")]
+    RateLimited {
+        object: String,
+        wait: std::time::Duration,
+    },
+    /// The leader lease is not confirmed: this replica must not write.
+    #[error("{object}: not writing, this replica's leader lease is not confirmed")]
+    Fenced { object: String },
 }
 
 impl Error {
-    /// PascalCase, bounded: used as the `Synced` reason, the event reason and a metrics label.
-    pub fn reason(&self) -> &'static str {
+    /// Bounded: used as the `Synced` reason, the event reason and a metrics label.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::GetJobRun { source, .. } => source.kind.reason(),
-            Self::SecretNotFound { .. } => "SecretNotFound",
-            Self::SecretRead { .. } => "SecretUnreadable",
-            Self::Credentials { source, .. } => match source {
-                CredentialsError::SecretKeyMissing { .. }
-                | CredentialsError::SecretKeyNotText { .. } => "SecretKeyMissing",
-                CredentialsError::Sts(_) => "StsError",
-                CredentialsError::TokenFile { .. } => "OidcTokenUnreadable",
-                CredentialsError::Imds { .. } | CredentialsError::Unavailable { .. } => {
-                    "CredentialsUnavailable"
-                }
-                CredentialsError::NoneConfigured
-                | CredentialsError::IncompleteEnvironment { .. } => "CredentialsMissing",
-            },
-            Self::RoleNotAllowed { .. } => "RoleNotAllowed",
-            Self::MissingRegion { .. } => "RegionMissing",
-            Self::Endpoint { .. } => "EndpointNotAllowed",
-            Self::PollInterval { .. } => "InvalidSpec",
-            Self::StatusPatch { .. } => "StatusWriteFailed",
-            Self::MissingMetadata { .. } => "InvalidObject",
+            Self::GetJobRun { source, .. } => api_reason(source.kind),
+            Self::SecretNotFound { .. } => Reason::SecretNotFound,
+            Self::SecretRead { .. } => Reason::SecretUnreadable,
+            Self::Credentials { source, .. } => source.reason(),
+            Self::RoleNotAllowed { .. } => Reason::RoleNotAllowed,
+            Self::MissingRegion { .. } => Reason::RegionMissing,
+            Self::Endpoint { .. } => Reason::EndpointNotAllowed,
+            Self::PollInterval { .. } => Reason::InvalidSpec,
+            Self::StatusPatch { .. } => Reason::StatusWriteFailed,
+            Self::MissingMetadata { .. } => Reason::InvalidObject,
+            Self::Conflict { .. } | Self::Fenced { .. } => Reason::StatusWriteFailed,
+            Self::RateLimited { .. } => Reason::Throttled,
         }
     }
 
@@ -101,7 +107,11 @@ impl Error {
             Self::Credentials { source, .. } => source.retry_class(),
             Self::SecretNotFound { .. } => RetryClass::Missing,
             Self::RoleNotAllowed { .. } => RetryClass::Permanent,
-            Self::SecretRead { .. } | Self::StatusPatch { .. } => RetryClass::Transient,
+            Self::SecretRead { .. }
+            | Self::StatusPatch { .. }
+            | Self::Conflict { .. }
+            | Self::Fenced { .. } => RetryClass::Transient,
+            Self::RateLimited { .. } => RetryClass::Throttled,
             Self::MissingRegion { .. }
             | Self::Endpoint { .. }
             | Self::PollInterval { .. }
@@ -114,6 +124,36 @@ impl Error {
         match self {
             Self::GetJobRun { source, .. } => source.condition_message(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// The condition reason of a service error class.
+pub fn api_reason(kind: ApiErrorKind) -> Reason {
+    match kind {
+        ApiErrorKind::Throttled => Reason::Throttled,
+        ApiErrorKind::Transient => Reason::ServiceUnavailable,
+        ApiErrorKind::Unreachable => Reason::EndpointUnreachable,
+        ApiErrorKind::InvalidResponse => Reason::InvalidResponse,
+        ApiErrorKind::Unauthorized => Reason::Unauthorized,
+        ApiErrorKind::ClockSkew => Reason::ClockSkew,
+        ApiErrorKind::Forbidden => Reason::Forbidden,
+        ApiErrorKind::NotFound => Reason::JobRunNotFound,
+        ApiErrorKind::BadRequest => Reason::BadRequest,
+    }
+}
+
+impl CredentialsError {
+    /// The condition reason for credentials that could not be had.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::SecretKeyMissing { .. } | Self::SecretKeyNotText { .. } => {
+                Reason::SecretKeyMissing
+            }
+            Self::Sts(_) => Reason::StsError,
+            Self::TokenFile { .. } => Reason::OidcTokenUnreadable,
+            Self::Imds { .. } | Self::Unavailable { .. } => Reason::CredentialsUnavailable,
+            Self::NoneConfigured | Self::IncompleteEnvironment { .. } => Reason::CredentialsMissing,
         }
     }
 }
@@ -137,7 +177,7 @@ mod tests {
                 request_id: Some("REQ-123".into()),
             }),
         };
-        assert_eq!(sts.reason(), "StsError");
+        assert_eq!(sts.reason(), Reason::StsError);
         assert_eq!(sts.retry_class(), RetryClass::Permanent);
         let msg = sts.condition_message();
         assert!(
@@ -154,7 +194,7 @@ mod tests {
             role_arn: "acs:ram::3:role/y".into(),
             none_allowed: false,
         };
-        assert_eq!(refused.reason(), "RoleNotAllowed");
+        assert_eq!(refused.reason(), Reason::RoleNotAllowed);
         assert_eq!(refused.retry_class(), RetryClass::Permanent);
         let msg = refused.condition_message();
         assert!(
@@ -178,7 +218,7 @@ mod tests {
         };
         assert_eq!(
             (token.reason(), token.retry_class()),
-            ("OidcTokenUnreadable", RetryClass::Transient)
+            (Reason::OidcTokenUnreadable, RetryClass::Transient)
         );
         let none = Error::Credentials {
             object: "o".into(),
@@ -186,7 +226,7 @@ mod tests {
         };
         assert_eq!(
             (none.reason(), none.retry_class()),
-            ("CredentialsMissing", RetryClass::Missing)
+            (Reason::CredentialsMissing, RetryClass::Missing)
         );
     }
 }

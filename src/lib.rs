@@ -8,7 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod conditions;
-pub mod controller;
+pub mod config;
 // One `printcolumn(...)` per column repeats the same keys, which clippy mistakes for duplicates.
 #[allow(clippy::duplicated_attributes)]
 pub mod crd;
@@ -16,9 +16,11 @@ pub mod credentials;
 pub mod devenv;
 pub mod endpoint;
 pub mod error;
+pub mod leader;
 pub mod mapping;
 pub mod metrics;
 pub mod policy;
+pub mod reconcile;
 pub mod secret;
 pub mod server;
 pub mod signer;

@@ -4,7 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::conditions::{self, Knowledge, SYNCED, Sync};
+use crate::conditions::{self, Desired, Knowledge, Reason, SYNCED, Sync};
 use crate::crd::{
     ConfigurationItem, ConfigurationOverrides, DriverLogs, JobDriver, RunTag, SparkJobRunRefStatus,
     SparkSubmit, StateChangeReason,
@@ -25,79 +25,346 @@ pub fn epoch_ms_to_rfc3339(ms: i64) -> Option<String> {
     })
 }
 
+/// Limits on what is copied from an answer into status (bytes, lists in entries). The API server
+/// refuses objects over about 1.5 MB, and a status that cannot be written shows nothing at all.
+pub mod limits {
+    /// Identifiers, names, versions, links.
+    pub const TEXT: usize = 1024;
+    /// Log paths and the entry point.
+    pub const PATH: usize = 2048;
+    /// stateChangeReason.message and sparkSubmitParameters.
+    pub const LONG_TEXT: usize = 4096;
+    pub const TAGS: usize = 50;
+    pub const TAG_KEY: usize = 128;
+    pub const TAG_VALUE: usize = 256;
+    pub const ARGUMENTS: usize = 64;
+    pub const CONFIGURATIONS: usize = 100;
+    /// The whole status as JSON; beyond it the bulky descriptive fields are dropped.
+    pub const STATUS_BYTES: usize = 64 * 1024;
+}
+
+/// Copies the answer into `status` under the merge rule and the size limits: a field the answer
+/// omits, sends as `null` or in a type that cannot be decoded keeps its last known value; only a
+/// decodable value replaces it. So a partial answer (or a list item) never erases what is known.
+pub fn apply_job_run(status: &mut SparkJobRunRefStatus, run: &wire::JobRun) {
+    let mut cut = Cuts::from(std::mem::take(&mut status.truncated));
+    merge_text(
+        &mut status.state,
+        &run.state,
+        "state",
+        limits::TEXT,
+        &mut cut,
+    );
+    if let Some(r) = &run.state_change_reason {
+        let code = non_empty(&r.code);
+        let message = non_empty(&r.message);
+        // Code and message describe one change: replaced together, never mixed across answers.
+        if code.is_some() || message.is_some() {
+            let field = "stateChangeReason.message";
+            status.state_change_reason = Some(StateChangeReason {
+                code: code.map(|c| cut.text("stateChangeReason.code", c, limits::TEXT)),
+                message: match message {
+                    Some(m) => Some(cut.text(field, m, limits::LONG_TEXT)),
+                    None => {
+                        cut.clear(field);
+                        None
+                    }
+                },
+            });
+        }
+    }
+    if let Some(l) = &run.log {
+        let log = status.log.get_or_insert_with(DriverLogs::default);
+        merge_text(
+            &mut log.driver_std_out,
+            &l.driver_std_out,
+            "log.driverStdOut",
+            limits::PATH,
+            &mut cut,
+        );
+        merge_text(
+            &mut log.driver_std_error,
+            &l.driver_std_error,
+            "log.driverStdError",
+            limits::PATH,
+            &mut cut,
+        );
+        merge_text(
+            &mut log.driver_syslog,
+            &l.driver_syslog,
+            "log.driverSyslog",
+            limits::PATH,
+            &mut cut,
+        );
+        merge_text(
+            &mut log.driver_startup,
+            &l.driver_startup,
+            "log.driverStartup",
+            limits::PATH,
+            &mut cut,
+        );
+        if status.log.as_ref() == Some(&DriverLogs::default()) {
+            status.log = None;
+        }
+    }
+    merge_text(&mut status.name, &run.name, "name", limits::TEXT, &mut cut);
+    merge_text(
+        &mut status.code_type,
+        &run.code_type,
+        "codeType",
+        limits::TEXT,
+        &mut cut,
+    );
+    merge_text(
+        &mut status.web_ui,
+        &run.web_ui,
+        "webUI",
+        limits::PATH,
+        &mut cut,
+    );
+    merge(
+        &mut status.submit_time,
+        run.submit_time.and_then(epoch_ms_to_rfc3339),
+    );
+    merge(
+        &mut status.end_time,
+        run.end_time.and_then(epoch_ms_to_rfc3339),
+    );
+    merge_text(
+        &mut status.release_version,
+        &run.release_version,
+        "releaseVersion",
+        limits::TEXT,
+        &mut cut,
+    );
+    merge_text(
+        &mut status.display_release_version,
+        &run.display_release_version,
+        "displayReleaseVersion",
+        limits::TEXT,
+        &mut cut,
+    );
+    merge_text(
+        &mut status.resource_queue_id,
+        &run.resource_queue_id,
+        "resourceQueueId",
+        limits::TEXT,
+        &mut cut,
+    );
+    if let Some(tags) = &run.tags {
+        status.tags = tags_of(tags, &mut cut);
+    }
+    merge(
+        &mut status.execution_timeout_seconds,
+        run.execution_timeout_seconds,
+    );
+    merge_text(
+        &mut status.priority,
+        &run.priority,
+        "priority",
+        limits::TEXT,
+        &mut cut,
+    );
+    merge(&mut status.fusion, run.fusion);
+    merge_text(
+        &mut status.environment_id,
+        &run.environment_id,
+        "environmentId",
+        limits::TEXT,
+        &mut cut,
+    );
+    merge_text(
+        &mut status.notebook_access_url,
+        &run.notebook_access_url,
+        "notebookAccessUrl",
+        limits::PATH,
+        &mut cut,
+    );
+    merge_text(
+        &mut status.resource_owner_id,
+        &run.resource_owner_id,
+        "resourceOwnerId",
+        limits::TEXT,
+        &mut cut,
+    );
+    if let Some(d) = &run.job_driver {
+        status.job_driver = Some(job_driver_of(d, &mut cut));
+    }
+    if let Some(c) = &run.configuration_overrides
+        && let Some(items) = &c.configurations
+    {
+        status.configuration_overrides = Some(configurations_of(items, &mut cut));
+    }
+    status.truncated = cut.into_list();
+    bound_total(status);
+}
+
+/// Which fields were shortened, kept across merges: an entry goes only when its field is
+/// replaced by a value that fits.
+#[derive(Debug, Default)]
+struct Cuts(std::collections::BTreeSet<String>);
+
+impl From<Vec<String>> for Cuts {
+    fn from(v: Vec<String>) -> Self {
+        Self(v.into_iter().collect())
+    }
+}
+
+impl Cuts {
+    fn text(&mut self, field: &str, mut value: String, max: usize) -> String {
+        self.clear(field);
+        if value.len() > max {
+            crate::text::truncate(&mut value, max);
+            self.0.insert(field.to_owned());
+        }
+        value
+    }
+
+    fn list<T>(&mut self, field: &str, mut items: Vec<T>, max: usize) -> Vec<T> {
+        self.clear(field);
+        if items.len() > max {
+            items.truncate(max);
+            self.0.insert(field.to_owned());
+        }
+        items
+    }
+
+    fn clear(&mut self, field: &str) {
+        self.0.remove(field);
+    }
+
+    fn into_list(self) -> Vec<String> {
+        self.0.into_iter().collect()
+    }
+}
+
 fn non_empty(v: &Option<String>) -> Option<String> {
     v.as_ref().filter(|s| !s.is_empty()).cloned()
 }
 
-/// Copies every field of the answer into the status, replacing what was there: the status mirrors
-/// the latest answer, so a field the service stops sending disappears from the status too.
-pub fn apply_job_run(status: &mut SparkJobRunRefStatus, run: &wire::JobRun) {
-    status.state = non_empty(&run.state);
-    status.state_change_reason = run
-        .state_change_reason
-        .as_ref()
-        .map(|r| StateChangeReason {
-            code: non_empty(&r.code),
-            message: non_empty(&r.message),
-        })
-        .filter(|r| r.code.is_some() || r.message.is_some());
-    status.log = run
-        .log
-        .as_ref()
-        .map(|l| DriverLogs {
-            driver_std_out: non_empty(&l.driver_std_out),
-            driver_std_error: non_empty(&l.driver_std_error),
-            driver_syslog: non_empty(&l.driver_syslog),
-            driver_startup: non_empty(&l.driver_startup),
-        })
-        .filter(|l| *l != DriverLogs::default());
-    status.name = non_empty(&run.name);
-    status.code_type = non_empty(&run.code_type);
-    status.web_ui = non_empty(&run.web_ui);
-    status.submit_time = run.submit_time.and_then(epoch_ms_to_rfc3339);
-    status.end_time = run.end_time.and_then(epoch_ms_to_rfc3339);
-    status.release_version = non_empty(&run.release_version);
-    status.display_release_version = non_empty(&run.display_release_version);
-    status.resource_queue_id = non_empty(&run.resource_queue_id);
-    status.tags = run
-        .tags
+fn merge<T>(field: &mut Option<T>, value: Option<T>) {
+    if let Some(v) = value {
+        *field = Some(v);
+    }
+}
+
+fn merge_text(
+    field: &mut Option<String>,
+    value: &Option<String>,
+    name: &str,
+    max: usize,
+    cut: &mut Cuts,
+) {
+    if let Some(v) = non_empty(value) {
+        *field = Some(cut.text(name, v, max));
+    }
+}
+
+fn tags_of(tags: &[wire::Tag], cut: &mut Cuts) -> Vec<RunTag> {
+    let tags: Vec<RunTag> = tags
         .iter()
-        .flatten()
         .filter_map(|t| {
+            let key = non_empty(&t.key)?;
             Some(RunTag {
-                key: t.key.clone()?,
-                value: t.value.clone().unwrap_or_default(),
+                key: cut.text("tags.key", key, limits::TAG_KEY),
+                value: cut.text(
+                    "tags.value",
+                    t.value.clone().unwrap_or_default(),
+                    limits::TAG_VALUE,
+                ),
             })
         })
         .collect();
-    status.execution_timeout_seconds = run.execution_timeout_seconds;
-    status.priority = non_empty(&run.priority);
-    status.fusion = run.fusion;
-    status.environment_id = non_empty(&run.environment_id);
-    status.notebook_access_url = non_empty(&run.notebook_access_url);
-    status.resource_owner_id = non_empty(&run.resource_owner_id);
-    status.job_driver = run.job_driver.as_ref().map(|d| JobDriver {
-        spark_submit: d.spark_submit.as_ref().map(|s| SparkSubmit {
-            entry_point: non_empty(&s.entry_point),
-            entry_point_arguments: s.entry_point_arguments.clone().unwrap_or_default(),
-            spark_submit_parameters: non_empty(&s.spark_submit_parameters),
+    cut.list("tags", tags, limits::TAGS)
+}
+
+fn job_driver_of(d: &wire::JobDriver, cut: &mut Cuts) -> JobDriver {
+    JobDriver {
+        spark_submit: d.spark_submit.as_ref().map(|s| {
+            let args = s.entry_point_arguments.clone().unwrap_or_default();
+            let args = cut
+                .list(
+                    "jobDriver.sparkSubmit.entryPointArguments",
+                    args,
+                    limits::ARGUMENTS,
+                )
+                .into_iter()
+                .map(|a| {
+                    cut.text(
+                        "jobDriver.sparkSubmit.entryPointArguments[]",
+                        a,
+                        limits::TEXT,
+                    )
+                })
+                .collect();
+            SparkSubmit {
+                entry_point: non_empty(&s.entry_point)
+                    .map(|e| cut.text("jobDriver.sparkSubmit.entryPoint", e, limits::PATH)),
+                entry_point_arguments: args,
+                spark_submit_parameters: non_empty(&s.spark_submit_parameters).map(|p| {
+                    cut.text(
+                        "jobDriver.sparkSubmit.sparkSubmitParameters",
+                        p,
+                        limits::LONG_TEXT,
+                    )
+                }),
+            }
         }),
-    });
-    status.configuration_overrides =
-        run.configuration_overrides
-            .as_ref()
-            .map(|c| ConfigurationOverrides {
-                configurations: c
-                    .configurations
-                    .iter()
-                    .flatten()
-                    .map(|i| ConfigurationItem {
-                        config_file_name: i.config_file_name.clone(),
-                        config_item_key: i.config_item_key.clone(),
-                        config_item_value: i.config_item_value.clone(),
-                    })
-                    .collect(),
-            });
+    }
+}
+
+fn configurations_of(items: &[wire::Configuration], cut: &mut Cuts) -> ConfigurationOverrides {
+    let field = "configurationOverrides.configurations";
+    let items = cut.list(field, items.to_vec(), limits::CONFIGURATIONS);
+    let mut text = |v: &Option<String>| {
+        v.clone()
+            .map(|v| cut.text("configurationOverrides.configurations[]", v, limits::TEXT))
+    };
+    ConfigurationOverrides {
+        configurations: items
+            .iter()
+            .map(|i| ConfigurationItem {
+                config_file_name: text(&i.config_file_name),
+                config_item_key: text(&i.config_item_key),
+                config_item_value: text(&i.config_item_value),
+            })
+            .collect(),
+    }
+}
+
+/// Keeps the whole status under [`limits::STATUS_BYTES`] by dropping the bulkiest descriptive
+/// fields, in order, and naming them in `truncated`.
+fn bound_total(status: &mut SparkJobRunRefStatus) {
+    let size = |s: &SparkJobRunRefStatus| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len());
+    for field in ["configurationOverrides", "jobDriver", "tags"] {
+        if size(status) <= limits::STATUS_BYTES {
+            return;
+        }
+        match field {
+            "configurationOverrides" => status.configuration_overrides = None,
+            "jobDriver" => status.job_driver = None,
+            _ => status.tags.clear(),
+        }
+        if !status.truncated.iter().any(|t| t == field) {
+            status.truncated.push(field.to_owned());
+        }
+    }
+}
+
+/// The smallest status that still answers "is it done, did it work": written when the API
+/// server refused the full one as too large.
+pub fn minimal_status(full: &SparkJobRunRefStatus) -> SparkJobRunRefStatus {
+    SparkJobRunRefStatus {
+        observed_generation: full.observed_generation,
+        state: full.state.clone(),
+        terminal: full.terminal,
+        region_id: full.region_id.clone(),
+        workspace_id: full.workspace_id.clone(),
+        job_run_id: full.job_run_id.clone(),
+        truncated: vec!["*".to_owned()],
+        conditions: full.conditions.clone(),
+        ..SparkJobRunRefStatus::default()
+    }
 }
 
 /// What one reconcile learned.
@@ -107,8 +374,8 @@ pub enum PollOutcome<'a> {
     Run(&'a wire::JobRun),
     /// The service says the run does not exist.
     NotFound { message: &'a str },
-    /// The run could not be read (credentials, network, throttling, ...). `reason` is PascalCase.
-    Failed { reason: &'a str, message: &'a str },
+    /// The run could not be read (credentials, network, throttling, ...).
+    Failed { reason: Reason, message: &'a str },
     /// No call was made (the run is already terminal): only bookkeeping is refreshed.
     Skipped,
 }
@@ -117,6 +384,7 @@ pub enum PollOutcome<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct StatusContext<'a> {
     pub generation: Option<i64>,
+    pub workspace_id: &'a str,
     pub job_run_id: &'a str,
     pub region_id: Option<&'a str>,
 }
@@ -131,32 +399,15 @@ pub fn next_status(
 ) -> SparkJobRunRefStatus {
     let mut status = old.cloned().unwrap_or_default();
     let old_conditions = old.map(|o| o.conditions.as_slice()).unwrap_or_default();
-    let old_outcome: Vec<conditions::Desired> = old_conditions
+    let old_outcome: Vec<Desired> = old_conditions
         .iter()
-        .filter(|c| c.type_ != SYNCED)
-        .filter_map(|c| {
-            let type_ = [
-                conditions::READY,
-                conditions::RECONCILING,
-                conditions::STALLED,
-                conditions::SUCCEEDED,
-                conditions::FAILED,
-                conditions::FINISHED,
-            ]
-            .into_iter()
-            .find(|t| *t == c.type_)?;
-            let status = ["True", "False", "Unknown"]
-                .into_iter()
-                .find(|s| *s == c.status)?;
-            Some(conditions::Desired {
-                type_,
-                status,
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            })
-        })
+        .filter_map(Desired::parse)
+        .filter(|d| d.type_ != SYNCED)
         .collect();
-    let old_synced = old_conditions.iter().find(|c| c.type_ == SYNCED);
+    let old_synced = old_conditions
+        .iter()
+        .filter_map(Desired::parse)
+        .find(|d| d.type_ == SYNCED);
 
     let (mut desired, sync) = match outcome {
         PollOutcome::Run(run) => {
@@ -176,7 +427,7 @@ pub fn next_status(
         PollOutcome::NotFound { message } => (
             conditions::outcome(&Knowledge::NotFound { message }, ctx.job_run_id),
             Some(Sync::Failed {
-                reason: "JobRunNotFound",
+                reason: Reason::JobRunNotFound,
                 message,
             }),
         ),
@@ -199,15 +450,7 @@ pub fn next_status(
     };
     desired.push(match sync {
         Some(s) => conditions::synced(&s),
-        None => match old_synced {
-            Some(c) => conditions::Desired {
-                type_: SYNCED,
-                status: if c.status == "True" { "True" } else { "False" },
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            },
-            None => conditions::synced(&Sync::Ok),
-        },
+        None => old_synced.unwrap_or_else(|| conditions::synced(&Sync::Ok)),
     });
 
     status.terminal = status
@@ -217,6 +460,8 @@ pub fn next_status(
     if let Some(region) = ctx.region_id {
         status.region_id = Some(region.to_owned());
     }
+    status.workspace_id = Some(ctx.workspace_id.to_owned());
+    status.job_run_id = Some(ctx.job_run_id.to_owned());
     status.observed_generation = ctx.generation;
     status.conditions = conditions::materialize(old_conditions, desired, ctx.generation, now);
     status
@@ -225,7 +470,7 @@ pub fn next_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::find;
+    use crate::conditions::{FAILED, READY, RECONCILING, STALLED, SUCCEEDED, find};
 
     fn seed_run() -> wire::JobRun {
         let resp: wire::GetJobRunResponse =
@@ -237,6 +482,7 @@ mod tests {
     fn ctx() -> StatusContext<'static> {
         StatusContext {
             generation: Some(1),
+            workspace_id: "w-975bcfda9625****",
             job_run_id: "jr-93d98d2f7061abcd",
             region_id: Some("cn-hangzhou"),
         }
@@ -269,6 +515,8 @@ mod tests {
             "state": "Running",
             "terminal": false,
             "regionId": "cn-hangzhou",
+            "workspaceId": "w-975bcfda9625****",
+            "jobRunId": "jr-93d98d2f7061abcd",
             "stateChangeReason": {"code": "ERR-100000", "message": "connection refused"},
             "log": {
                 "driverStdOut": "oss://bucket/path/to/stdout",
@@ -308,11 +556,11 @@ mod tests {
         }
         assert_eq!(got_without_conditions, want);
         assert_eq!(
-            find(&status.conditions, "Synced").map(|c| c.status.as_str()),
+            find(&status.conditions, SYNCED).map(|c| c.status.as_str()),
             Some("True")
         );
         assert_eq!(
-            find(&status.conditions, "Reconciling").map(|c| c.reason.as_str()),
+            find(&status.conditions, RECONCILING).map(|c| c.reason.as_str()),
             Some("Running")
         );
     }
@@ -334,7 +582,7 @@ mod tests {
         let after = next_status(
             Some(&good),
             PollOutcome::Failed {
-                reason: "Throttled",
+                reason: Reason::Throttled,
                 message: "Throttling.User: slow down",
             },
             ctx(),
@@ -342,7 +590,7 @@ mod tests {
         );
         let strip = |s: &SparkJobRunRefStatus| {
             let mut s = s.clone();
-            s.conditions.retain(|c| c.type_ != "Synced");
+            s.conditions.retain(|c| c.type_ != SYNCED.as_str());
             s
         };
         assert_eq!(
@@ -350,13 +598,13 @@ mod tests {
             strip(&after),
             "fields and outcome conditions untouched"
         );
-        let synced = find(&after.conditions, "Synced").expect("synced");
+        let synced = find(&after.conditions, SYNCED).expect("synced");
         assert_eq!(
             (synced.status.as_str(), synced.reason.as_str()),
             ("False", "Throttled")
         );
         assert_eq!(
-            find(&after.conditions, "Succeeded").map(|c| c.status.as_str()),
+            find(&after.conditions, SUCCEEDED).map(|c| c.status.as_str()),
             Some("True")
         );
     }
@@ -366,7 +614,7 @@ mod tests {
         let s = next_status(
             None,
             PollOutcome::Failed {
-                reason: "SecretNotFound",
+                reason: Reason::SecretNotFound,
                 message: "Secret data/emr-ak not found",
             },
             ctx(),
@@ -374,11 +622,11 @@ mod tests {
         );
         assert_eq!(s.state, None);
         assert_eq!(
-            find(&s.conditions, "Ready").map(|c| c.reason.as_str()),
+            find(&s.conditions, READY).map(|c| c.reason.as_str()),
             Some("Initializing")
         );
         assert_eq!(
-            find(&s.conditions, "Synced").map(|c| c.reason.as_str()),
+            find(&s.conditions, SYNCED).map(|c| c.reason.as_str()),
             Some("SecretNotFound")
         );
     }
@@ -395,24 +643,24 @@ mod tests {
             &now(),
         );
         assert_eq!(nf.state.as_deref(), Some("Running"));
-        let stalled = find(&nf.conditions, "Stalled").expect("stalled");
+        let stalled = find(&nf.conditions, STALLED).expect("stalled");
         assert_eq!(
             (stalled.status.as_str(), stalled.reason.as_str()),
             ("True", "JobRunNotFound")
         );
-        assert!(find(&nf.conditions, "Reconciling").is_none());
+        assert!(find(&nf.conditions, RECONCILING).is_none());
         // An API error afterwards keeps the not-found verdict.
         let err = next_status(
             Some(&nf),
             PollOutcome::Failed {
-                reason: "EndpointUnreachable",
+                reason: Reason::EndpointUnreachable,
                 message: "timeout",
             },
             ctx(),
             &now(),
         );
         assert_eq!(
-            find(&err.conditions, "Stalled").map(|c| c.reason.as_str()),
+            find(&err.conditions, STALLED).map(|c| c.reason.as_str()),
             Some("JobRunNotFound")
         );
     }
@@ -435,7 +683,7 @@ mod tests {
                 .all(|c| c.observed_generation == Some(2))
         );
         assert_eq!(
-            find(&again.conditions, "Failed").map(|c| c.status.as_str()),
+            find(&again.conditions, FAILED).map(|c| c.status.as_str()),
             Some("True")
         );
         assert_eq!(again.terminal, Some(true));

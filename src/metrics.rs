@@ -64,6 +64,10 @@ pub struct Metrics {
     pub events: Family<EventLabel, Counter>,
     pub objects: Family<StateLabel, Gauge>,
     pub leader: Gauge<i64, AtomicI64>,
+    pub undecodable_fields: Counter,
+    pub watch_errors: Counter,
+    pub overdue_objects: Gauge<i64, AtomicI64>,
+    pub oldest_overdue_seconds: Gauge<f64, AtomicU64>,
 }
 
 const ALL_STATE_LABELS: [&str; 8] = [
@@ -112,6 +116,10 @@ impl Metrics {
             events: Family::default(),
             objects: Family::default(),
             leader: Gauge::default(),
+            undecodable_fields: Counter::default(),
+            watch_errors: Counter::default(),
+            overdue_objects: Gauge::default(),
+            oldest_overdue_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -170,6 +178,26 @@ impl Metrics {
             m.leader.clone(),
         );
         registry.register(
+            "undecodable_fields",
+            "Answer fields that could not be decoded and kept their last known value",
+            m.undecodable_fields.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Errors of the SparkJobRunRef watches (RBAC revoked, CRD removed, API server down)",
+            m.watch_errors.clone(),
+        );
+        registry.register(
+            "poll_overdue_objects",
+            "Objects more than a second past their scheduled poll",
+            m.overdue_objects.clone(),
+        );
+        registry.register(
+            "poll_oldest_overdue_seconds",
+            "How far past its scheduled poll the most overdue object is",
+            m.oldest_overdue_seconds.clone(),
+        );
+        registry.register(
             "sts_exchanges",
             "STS AssumeRoleWithOIDC / AssumeRole exchanges by outcome (ok or error)",
             STS_EXCHANGES.clone(),
@@ -202,6 +230,12 @@ impl Metrics {
                 .get_or_create(&StateLabel { state: class })
                 .set(n);
         }
+    }
+
+    pub fn set_overdue(&self, objects: usize, oldest: Duration) {
+        self.overdue_objects
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
+        self.oldest_overdue_seconds.set(oldest.as_secs_f64());
     }
 
     /// Prometheus text exposition.

@@ -16,11 +16,17 @@ use axum::routing::get;
 /// leader waits for the new pod to be ready) and a PodDisruptionBudget would deadlock. Which
 /// replica leads is said in the `/readyz` body, by `/leaderz` (200 only on the leader) and by the
 /// `sparkjobrun_leader` metric.
+///
+/// One handle set for the whole process: the reconciler marks `synced`, the election marks
+/// `leading`, and `election_ended` makes `/livez` fail so that a replica whose election task
+/// died is restarted instead of idling as a healthy-looking standby.
 #[derive(Debug, Default)]
 pub struct Readiness {
     pub crd_found: AtomicBool,
+    pub synced: AtomicBool,
     pub leader_election: AtomicBool,
     pub leading: AtomicBool,
+    pub election_ended: AtomicBool,
 }
 
 /// Renders `/metrics`.
@@ -29,7 +35,6 @@ pub type MetricsRenderer = Arc<dyn Fn() -> Result<String, std::fmt::Error> + Sen
 #[derive(Clone)]
 struct AppState {
     readiness: Arc<Readiness>,
-    synced: Arc<dyn Fn() -> bool + Send + Sync>,
     metrics: MetricsRenderer,
 }
 
@@ -62,15 +67,22 @@ pub fn readiness(
     }
 }
 
-async fn livez() -> &'static str {
-    "ok\n"
+async fn livez(State(state): State<AppState>) -> impl IntoResponse {
+    if state.readiness.election_ended.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not live: the leader election task ended\n",
+        )
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let r = &state.readiness;
     let (ready, text) = readiness(
         r.crd_found.load(Ordering::Relaxed),
-        (state.synced)(),
+        r.synced.load(Ordering::Relaxed),
         r.leader_election.load(Ordering::Relaxed),
         r.leading.load(Ordering::Relaxed),
     );
@@ -119,7 +131,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn serve(
     addr: SocketAddr,
     readiness: Arc<Readiness>,
-    synced: Arc<dyn Fn() -> bool + Send + Sync>,
     metrics_renderer: MetricsRenderer,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
@@ -132,7 +143,6 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(AppState {
             readiness,
-            synced,
             metrics: metrics_renderer,
         });
     let handle = tokio::spawn(async move {

@@ -40,22 +40,6 @@ impl StateClass {
     }
 }
 
-/// A PascalCase condition reason for a state: the state itself when it is one of the documented
-/// ones, `UnknownState` otherwise (an arbitrary string is not a valid reason).
-pub fn state_reason(state: &str) -> &'static str {
-    match state {
-        "Submitted" => "Submitted",
-        "Pending" => "Pending",
-        "Running" => "Running",
-        "Cancelling" => "Cancelling",
-        "CancelFailed" => "CancelFailed",
-        "Success" => "Succeeded",
-        "Failed" => "Failed",
-        "Cancelled" => "Cancelled",
-        _ => "UnknownState",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,7 +63,5 @@ mod tests {
             assert_eq!(StateClass::of(state), class, "{state}");
             assert_eq!(class.is_terminal(), terminal, "{state}");
         }
-        assert_eq!(state_reason("Exploding"), "UnknownState");
-        assert_eq!(state_reason("Success"), "Succeeded");
     }
 }

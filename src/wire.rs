@@ -64,6 +64,10 @@ pub struct JobRun {
     /// Documented as a string ("5"); some answers carry a number, so both are accepted.
     #[serde(deserialize_with = "lenient_string")]
     pub priority: Option<String>,
+    /// Paths (e.g. `log.driverStdOut`) of fields the answer carried with a value that could
+    /// not be decoded; filled by [`decode_get_job_run`], never sent or received.
+    #[serde(skip)]
+    pub undecodable: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -163,6 +167,52 @@ pub struct ErrorBody {
     pub access_denied_detail: Option<serde_json::Value>,
 }
 
+/// Decodes a GetJobRun answer and records which fields of `jobRun` carried a value the lenient
+/// model had to drop, so the operator can report them instead of silently keeping old values.
+pub fn decode_get_job_run(body: &[u8]) -> Result<GetJobRunResponse, serde_json::Error> {
+    let raw: serde_json::Value = serde_json::from_slice(body)?;
+    let mut resp: GetJobRunResponse = serde_json::from_value(raw.clone())?;
+    if let (Some(run), Some(raw_run)) = (resp.job_run.as_mut(), raw.get("jobRun")) {
+        let decoded = serde_json::to_value(&*run)?;
+        let mut found = Vec::new();
+        dropped_fields(raw_run, &decoded, "", &mut found);
+        run.undecodable = found;
+    }
+    Ok(resp)
+}
+
+/// Paths where `raw` has a non-null value that `decoded` (the lenient model re-encoded) lacks.
+/// Keys the model does not know are ignored: they are not dropped, just not mirrored.
+fn dropped_fields(
+    raw: &serde_json::Value,
+    decoded: &serde_json::Value,
+    prefix: &str,
+    out: &mut Vec<String>,
+) {
+    const MAX_REPORTED: usize = 32;
+    let (Some(raw), Some(decoded)) = (raw.as_object(), decoded.as_object()) else {
+        return;
+    };
+    for (key, value) in raw {
+        if value.is_null() || out.len() >= MAX_REPORTED {
+            continue;
+        }
+        let Some(model) = decoded.get(key) else {
+            continue;
+        };
+        let path = if prefix.is_empty() {
+            crate::text::prefix(key, 64).to_owned()
+        } else {
+            format!("{prefix}.{}", crate::text::prefix(key, 64))
+        };
+        if model.is_null() {
+            out.push(path);
+        } else if value.is_object() {
+            dropped_fields(value, model, &path, out);
+        }
+    }
+}
+
 /// Any value that does not decode as `T` (wrong type, null) becomes `None`.
 fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
@@ -248,6 +298,23 @@ mod tests {
         assert_eq!(run.tags, None);
         assert_eq!(run.fusion, None);
         assert_eq!(run.web_ui, None);
+    }
+
+    #[test]
+    fn reports_fields_it_had_to_drop() {
+        let body = br#"{"jobRun": {"state": "Running", "submitTime": "soon", "tags": "oops",
+            "log": {"driverStdOut": 5, "driverStdError": "oss://e"}, "name": null,
+            "brandNew": [1], "webUI": "http://ui"}}"#;
+        let run = decode_get_job_run(body)
+            .expect("decodes")
+            .job_run
+            .expect("jobRun");
+        let mut got = run.undecodable.clone();
+        got.sort();
+        assert_eq!(got, ["log.driverStdOut", "submitTime", "tags"]);
+        assert_eq!(run.web_ui.as_deref(), Some("http://ui"));
+        let clean = decode_get_job_run(SEED_EXAMPLE.as_bytes()).expect("seed");
+        assert!(clean.job_run.expect("run").undecodable.is_empty());
     }
 
     #[test]

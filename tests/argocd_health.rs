@@ -13,7 +13,7 @@ use std::process::Command;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sparkjobrun_operator::conditions::{self, Knowledge, Sync};
+use sparkjobrun_operator::conditions::{self, Knowledge, Reason, Sync};
 
 const SCRIPT_DIR: &str = "docs/gitops/argocd/emrspark.io/SparkJobRunRef";
 const RUNNER: &str = "docs/gitops/argocd/run_health_tests.lua";
@@ -214,7 +214,7 @@ fn state(s: &str) -> Knowledge<'_> {
 #[test]
 fn verdicts_follow_the_operators_own_conditions() {
     let unauthorized = Sync::Failed {
-        reason: "Unauthorized",
+        reason: Reason::Unauthorized,
         message: "the AccessKey was rejected",
     };
     let failed_with_reason = Knowledge::State {

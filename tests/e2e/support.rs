@@ -12,7 +12,7 @@ use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use sparkjobrun_operator::client::{HttpJobRunService, Timeouts};
-use sparkjobrun_operator::controller::{self, Context, RateLimit, Settings};
+use sparkjobrun_operator::config::{RateLimit, Scope, Settings};
 use sparkjobrun_operator::crd::{
     CredentialsSource, SecretReference, SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus,
 };
@@ -20,11 +20,13 @@ use sparkjobrun_operator::credentials::StaticProvider;
 use sparkjobrun_operator::devenv::{ControlPlane, ControlPlaneOptions};
 use sparkjobrun_operator::endpoint;
 use sparkjobrun_operator::policy::{BackoffPolicy, PollPolicy};
+use sparkjobrun_operator::reconcile::{self, Context};
 use sparkjobrun_operator::signer::Credentials;
 use sparkjobrun_operator::simulator::{
     Account, Phase, Reason, Simulator, SimulatorConfig, SimulatorHandle,
 };
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 pub const ACCESS_KEY_ID: &str = "LTAI5tE2eOperatorKey0001";
 pub const REGION: &str = "cn-hangzhou";
@@ -40,7 +42,7 @@ pub struct Env {
     pub sim: SimulatorHandle,
     pub secret: String,
     pub ctx: Arc<Ctx>,
-    stop_operator: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    stop_operator: CancellationToken,
     operator: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -99,7 +101,7 @@ impl Env {
             },
             instance: Some("e2e".into()),
             // Objects labelled e2e-process belong to operator processes started by some cases.
-            scope: sparkjobrun_operator::controller::Scope {
+            scope: Scope {
                 namespaces: Vec::new(),
                 label_selector: Some("!e2e-process".into()),
             },
@@ -117,10 +119,8 @@ impl Env {
             settings,
             Arc::new(StaticProvider::new(Ok(creds), "test")),
         ));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let operator = tokio::spawn(controller::run(ctx.clone(), async move {
-            let _ = rx.await;
-        }));
+        let stop_operator = CancellationToken::new();
+        let operator = tokio::spawn(reconcile::run::run(ctx.clone(), stop_operator.clone()));
 
         Ok(Self {
             kubectl: plane.kubectl_path().to_owned(),
@@ -131,16 +131,14 @@ impl Env {
             sim,
             secret,
             ctx,
-            stop_operator: Mutex::new(Some(tx)),
+            stop_operator,
             operator: Mutex::new(Some(operator)),
         })
     }
 
     /// Stops the operator and the control plane; keeps the logs when something failed.
     pub async fn finish(&self, keep: bool) -> Option<PathBuf> {
-        if let Some(tx) = self.stop_operator.lock().ok().and_then(|mut t| t.take()) {
-            let _ = tx.send(());
-        }
+        self.stop_operator.cancel();
         let handle = self.operator.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;

@@ -1,0 +1,92 @@
+//! What the operator is configured with: built once from the command line (or by tests) and
+//! handed to the reconciler, so that `cli.rs` depends on configuration, never on the reconciler.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::credentials::roles::StsSettings;
+use crate::endpoint::{AllowList, Endpoint, Network};
+use crate::policy::{BackoffPolicy, PollPolicy};
+
+/// The field manager of every status write, and the controller name in events.
+pub const FIELD_MANAGER: &str = "sparkjobrun-operator";
+
+/// Client-side bound on calls to the service, shared by every object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: 10.0,
+            burst: 20,
+        }
+    }
+}
+
+impl RateLimit {
+    pub fn limiter(&self) -> DefaultDirectRateLimiter {
+        let per_second = if self.per_second.is_finite() && self.per_second > 0.0 {
+            self.per_second
+        } else {
+            1.0
+        };
+        let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        RateLimiter::direct(quota)
+    }
+}
+
+/// Which objects this operator instance handles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Empty means every namespace.
+    pub namespaces: Vec<String>,
+    pub label_selector: Option<String>,
+}
+
+/// Everything the reconciler is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub poll: PollPolicy,
+    pub backoff: BackoffPolicy,
+    pub default_region: Option<String>,
+    pub endpoint: Option<Endpoint>,
+    pub network: Network,
+    pub allow: AllowList,
+    pub rate: RateLimit,
+    pub scope: Scope,
+    /// Objects reconciled at once.
+    pub concurrency: u16,
+    /// Reported in events (`reportingInstance`), e.g. the pod name.
+    pub instance: Option<String>,
+    /// STS endpoint, session duration, refresh margin, cache size and the role allow-list for
+    /// `spec.credentials.roleArn`.
+    pub sts: StsSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            poll: PollPolicy::default(),
+            backoff: BackoffPolicy::default(),
+            default_region: None,
+            endpoint: None,
+            network: Network::Public,
+            allow: AllowList::default(),
+            rate: RateLimit::default(),
+            scope: Scope::default(),
+            concurrency: 16,
+            instance: None,
+            sts: StsSettings::default(),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Applying a decision: the status write (server-side apply, guarded by the resourceVersion the
+//! decision was computed from) and then, only once the status that records them is stored, the
+//! planned events. Both check the leadership fence immediately before they act.
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::events::PlannedEvent;
+use super::{Context, object_key};
+use crate::client::JobRunService;
+use crate::config::FIELD_MANAGER;
+use crate::crd::{SparkJobRunRef, SparkJobRunRefStatus};
+use crate::error::Error;
+use crate::mapping;
+
+/// Writes `status` onto exactly the object version `obj` is. A stale version (the object was
+/// written, or deleted and recreated, since) is refused by the API server with 409, reported as
+/// [`Error::Conflict`] so the object is reconciled again from fresh state.
+pub async fn write_status<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    status: &SparkJobRunRefStatus,
+) -> Result<(), Error> {
+    match patch(obj, ctx, status).await {
+        Err(Error::StatusPatch { source, .. }) if too_large(&source) => {
+            warn!("the API server refused the status as too large; writing a minimal one");
+            let mut minimal = mapping::minimal_status(status);
+            super::too_large_condition(&mut minimal);
+            patch(obj, ctx, &minimal).await
+        }
+        other => other,
+    }
+}
+
+async fn patch<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    status: &SparkJobRunRefStatus,
+) -> Result<(), Error> {
+    let object = object_key(obj);
+    ctx.fence.check(&object)?;
+    let namespace = obj.namespace().ok_or_else(|| Error::MissingMetadata {
+        object: object.clone(),
+        what: "namespace",
+    })?;
+    let api: Api<SparkJobRunRef> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = status_patch(obj, status);
+    match api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => {
+            ctx.metrics.status_writes.inc();
+            info!(
+                state = status.state.as_deref().unwrap_or(""),
+                "status written"
+            );
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Conflict { object }),
+        Err(source) => Err(Error::StatusPatch { object, source }),
+    }
+}
+
+/// The apply body: the status plus the resourceVersion it was computed against, which the API
+/// server checks (a `uid` in an apply patch would not be checked).
+pub fn status_patch(obj: &SparkJobRunRef, status: &SparkJobRunRefStatus) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "apiVersion": "emrspark.io/v1alpha1",
+        "kind": "SparkJobRunRef",
+        "metadata": {"name": obj.name_any()},
+        "status": status,
+    });
+    if let Some(rv) = obj.resource_version() {
+        body["metadata"]["resourceVersion"] = serde_json::Value::String(rv);
+    }
+    body
+}
+
+fn too_large(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.code == 413 || (s.code >= 400 && s.message.to_ascii_lowercase().contains("too large"))
+        }
+        _ => false,
+    }
+}
+
+/// Publishes events that a stored status now records. A failure is logged, not retried: the
+/// stored status already shows the transition, so retrying would need memory the process lacks,
+/// and a second copy would be worse than none.
+pub async fn publish<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    events: Vec<PlannedEvent>,
+) {
+    let reference = obj.object_ref(&());
+    for planned in events {
+        if ctx.fence.check(&object_key(obj)).is_err() {
+            return;
+        }
+        let event = Event {
+            type_: if planned.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: planned.reason.as_str().to_owned(),
+            note: Some(planned.note),
+            action: "GetJobRun".into(),
+            secondary: None,
+        };
+        match ctx.recorder.publish(&event, &reference).await {
+            Ok(()) => ctx.metrics.observe_event(planned.warning),
+            Err(e) => warn!(error = %e, reason = %event.reason, "publishing an event failed"),
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The reconciler, as a pipeline: observe (IO) → [`decide`] (pure) → apply (IO) → schedule.
+//!
+//! * [`observe`]: endpoint, credentials and one GetJobRun, inside the rate limit.
+//! * [`decide`]: the next status, whether to write it, events, when to look again.
+//! * [`apply`]: the status write guarded by resourceVersion, then the events.
+//! * [`schedule`]: per-object due times and failure counts, in memory.
+//! * [`run`]: watches, the controller loop, readiness and the schedule pruner.
+
+pub mod apply;
+pub mod decide;
+pub mod events;
+pub mod fence;
+pub mod observe;
+pub mod run;
+pub mod schedule;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::DefaultDirectRateLimiter;
+use governor::clock::{Clock, DefaultClock};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use tokio::time::Instant;
+use tracing::{Instrument, info_span, warn};
+
+use crate::client::JobRunService;
+use crate::conditions::{self, Reason, Sync};
+use crate::config::{FIELD_MANAGER, Settings};
+use crate::crd::{SparkJobRunRef, SparkJobRunRefStatus};
+use crate::credentials::CredentialProvider;
+use crate::credentials::roles::RoleAssumer;
+use crate::error::Error;
+use crate::metrics::{CategoryLabel, Metrics};
+use crate::policy;
+use crate::server::Readiness;
+use crate::wire::JobRun;
+use decide::{Decision, Identity, Input, Next, Observed, Plan};
+use fence::Fence;
+use schedule::{Schedule, Schedules};
+
+/// Handles the reconciler works with; configuration is in `settings`.
+pub struct Context<S> {
+    pub client: kube::Client,
+    pub service: S,
+    pub settings: Settings,
+    pub credentials: Arc<dyn CredentialProvider>,
+    /// Cross-account roles (`spec.credentials.roleArn`), cached per identity and role.
+    pub roles: Arc<RoleAssumer>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub fence: Arc<Fence>,
+    pub schedules: Schedules,
+    stores: Mutex<Vec<Store<SparkJobRunRef>>>,
+    limiter: DefaultDirectRateLimiter,
+    recorder: Recorder,
+}
+
+impl<S: JobRunService> Context<S> {
+    pub fn new(
+        client: kube::Client,
+        service: S,
+        settings: Settings,
+        credentials: Arc<dyn CredentialProvider>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: settings.instance.clone(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            limiter: settings.rate.limiter(),
+            roles: Arc::new(RoleAssumer::from_settings(settings.sts.clone())),
+            client,
+            service,
+            settings,
+            credentials,
+            metrics: Arc::new(Metrics::new()),
+            readiness: Arc::new(Readiness::default()),
+            fence: Arc::new(Fence::open()),
+            schedules: Schedules::default(),
+            stores: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Uses `roles` (built by the caller, e.g. with a shared STS client).
+    pub fn with_role_assumer(mut self, roles: Arc<RoleAssumer>) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// Acts only while `fence` is open (leader election).
+    pub fn with_fence(mut self, fence: Arc<Fence>) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Whether the operator holds per-object memory for `namespace/name`.
+    pub fn has_schedule(&self, key: &str) -> bool {
+        self.schedules.get(key).is_some()
+    }
+
+    /// Forgets per-object memory of objects no longer in any watch cache.
+    pub fn prune_schedules(&self) -> usize {
+        let live = self
+            .stores
+            .lock()
+            .map(|stores| {
+                stores
+                    .iter()
+                    .flat_map(|s| s.state())
+                    .map(|o| object_key(&o))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.schedules.retain(&live)
+    }
+
+    /// Takes a slot of the process-wide rate limit, or says when one frees up.
+    fn admit(&self, object: &str) -> Result<(), Error> {
+        self.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.metrics.rate_limiter_waits.inc();
+            self.metrics
+                .rate_limiter_wait_seconds
+                .inc_by(wait.as_secs_f64());
+            Error::RateLimited {
+                object: object.to_owned(),
+                wait,
+            }
+        })
+    }
+
+    /// Refreshes the gauges computed from the watch caches and schedules, and renders `/metrics`.
+    pub fn render_metrics(&self) -> Result<String, std::fmt::Error> {
+        let mut counts = std::collections::HashMap::new();
+        if let Ok(stores) = self.stores.lock() {
+            for obj in stores.iter().flat_map(|s| s.state()) {
+                let class = obj
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.state.as_deref())
+                    .map(crate::state::StateClass::of);
+                *counts
+                    .entry(crate::metrics::state_label(class))
+                    .or_default() += 1;
+            }
+        }
+        self.metrics.set_objects(&counts);
+        let overdue = self
+            .schedules
+            .overdue(Instant::now(), Duration::from_secs(1));
+        self.metrics.set_overdue(overdue.objects, overdue.oldest);
+        self.metrics.encode()
+    }
+}
+
+pub fn object_key(obj: &SparkJobRunRef) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// The reconcile function handed to kube-runtime.
+pub async fn reconcile<S: JobRunService>(
+    obj: Arc<SparkJobRunRef>,
+    ctx: Arc<Context<S>>,
+) -> Result<Action, Error> {
+    let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
+    let started = Instant::now();
+    let result = async {
+        let spec = &obj.spec;
+        let old = decide::status_of_run(obj.status.as_ref(), &spec.workspace_id, &spec.job_run_id);
+        let previous = ctx
+            .schedules
+            .get(&object_key(&obj))
+            .map(|s| s.previous(Instant::now()));
+        let observation = match decide::plan(old, obj.meta().generation, previous) {
+            Plan::Wait(d) => return Ok(Action::requeue(d)),
+            Plan::Skip => None,
+            Plan::Observe => Some(observe::observe(&obj, &ctx).await),
+        };
+        if let Some(Err(e @ Error::RateLimited { .. })) = observation {
+            return Err(e);
+        }
+        let decision = decide_for(&obj, &ctx, old, previous, observation.as_ref());
+        apply_decision(&obj, &ctx, decision).await
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics
+        .observe_reconcile(result.is_ok(), started.elapsed());
+    result
+}
+
+fn decide_for<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    old: Option<&SparkJobRunRefStatus>,
+    previous: Option<decide::Previous>,
+    observation: Option<&Result<JobRun, Error>>,
+) -> Decision {
+    let messages;
+    let observed = match observation {
+        None => Observed::Skipped,
+        Some(Ok(run)) => Observed::Run(run),
+        Some(Err(e)) => {
+            warn!(error = %e, reason = %e.reason(), "reading the job run failed");
+            ctx.metrics
+                .errors
+                .get_or_create(&CategoryLabel {
+                    category: e.reason().as_str(),
+                })
+                .inc();
+            messages = e.condition_message();
+            observed_failure(e, &messages)
+        }
+    };
+    let region = obj
+        .spec
+        .region_id
+        .as_deref()
+        .or(ctx.settings.default_region.as_deref());
+    decide::decide(&Input {
+        old,
+        observed,
+        generation: obj.meta().generation,
+        identity: Identity {
+            workspace_id: &obj.spec.workspace_id,
+            job_run_id: &obj.spec.job_run_id,
+            region_id: region,
+        },
+        previous,
+        poll_interval: observe::poll_interval(obj).ok().flatten(),
+        now: jiff::Timestamp::now(),
+        jitter: rand::random::<f64>(),
+        poll: &ctx.settings.poll,
+        backoff: &ctx.settings.backoff,
+    })
+}
+
+fn observed_failure<'a>(e: &Error, message: &'a str) -> Observed<'a> {
+    match e {
+        Error::GetJobRun { source, .. } if source.kind == crate::client::ApiErrorKind::NotFound => {
+            Observed::NotFound { message }
+        }
+        _ => Observed::Failed {
+            reason: e.reason(),
+            message,
+            retry: e.retry_class(),
+            retry_after: match e {
+                Error::GetJobRun { source, .. } => source.retry_after,
+                _ => None,
+            },
+        },
+    }
+}
+
+async fn apply_decision<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    decision: Decision,
+) -> Result<Action, Error> {
+    if decision.write {
+        apply::write_status(obj, ctx, &decision.status).await?;
+    }
+    apply::publish(obj, ctx, decision.events).await;
+    let key = object_key(obj);
+    let generation = obj.meta().generation;
+    let (schedule, action) = match decision.next {
+        Next::AwaitChange => (None, Action::await_change()),
+        Next::Poll(after) => (Some((after, 0)), Action::requeue(after)),
+        Next::Retry { after, failures } => (Some((after, failures)), Action::requeue(after)),
+    };
+    ctx.schedules.set(
+        &key,
+        schedule.map(|(after, failures)| Schedule {
+            generation,
+            due: Instant::now() + after,
+            failures,
+        }),
+    );
+    Ok(action)
+}
+
+/// Marks a minimal status as such: `Synced=False StatusTooLarge`.
+fn too_large_condition(status: &mut SparkJobRunRefStatus) {
+    let now = decide::whole_seconds(jiff::Timestamp::now());
+    let mut desired: Vec<conditions::Desired> = status
+        .conditions
+        .iter()
+        .filter_map(conditions::Desired::parse)
+        .filter(|d| d.type_ != conditions::SYNCED)
+        .collect();
+    desired.push(conditions::synced(&Sync::Failed {
+        reason: Reason::StatusTooLarge,
+        message: "the API server refused the full status as too large; only state and conditions are shown",
+    }));
+    status.conditions = conditions::materialize(
+        &status.conditions,
+        desired,
+        status.observed_generation,
+        &now,
+    );
+}
+
+/// Kubernetes trouble and flow control after a failed reconcile.
+pub fn error_policy<S: JobRunService>(
+    obj: Arc<SparkJobRunRef>,
+    error: &Error,
+    ctx: Arc<Context<S>>,
+) -> Action {
+    let key = object_key(&obj);
+    let jitter = rand::random::<f64>();
+    match error {
+        // Stale cache or a recreated object: look again once the watch caught up.
+        Error::Conflict { .. } => return Action::requeue(Duration::from_millis(200)),
+        // Spread the retries over the time a slot needs, so the waiting objects do not stampede.
+        Error::RateLimited { wait, .. } => {
+            return Action::requeue(policy::jittered(
+                *wait + Duration::from_millis(100),
+                0.5,
+                jitter,
+            ));
+        }
+        Error::Fenced { .. } => return Action::requeue(Duration::from_secs(1)),
+        _ => {}
+    }
+    ctx.metrics
+        .errors
+        .get_or_create(&CategoryLabel {
+            category: error.reason().as_str(),
+        })
+        .inc();
+    let failures = ctx
+        .schedules
+        .get(&key)
+        .map_or(0, |s| s.failures)
+        .saturating_add(1);
+    let class = error.retry_class();
+    let delay = policy::jittered(
+        ctx.settings.backoff.delay(class, failures, None),
+        ctx.settings.backoff.jitter,
+        jitter,
+    );
+    ctx.schedules.set(
+        &key,
+        Some(Schedule {
+            generation: None,
+            due: Instant::now(),
+            failures,
+        }),
+    );
+    warn!(namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), error = %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,231 @@
+//! Observation, the IO before the decision: which endpoint and credentials the object needs,
+//! and one GetJobRun (plus one retry when temporary credentials turn out to have expired).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::ResourceExt;
+use kube::api::Api;
+use tracing::warn;
+
+use super::{Context, object_key};
+use crate::client::{ApiError, ApiErrorKind, GetJobRunRequest, JobRunService};
+use crate::config::Settings;
+use crate::crd::SparkJobRunRef;
+use crate::credentials::roles;
+use crate::credentials::{self, sts};
+use crate::endpoint;
+use crate::error::Error;
+use crate::policy;
+use crate::signer::Credentials;
+use crate::wire::JobRun;
+
+/// Where an object's credentials came from, so that temporary ones can be forgotten when the
+/// service says they expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    Secret,
+    Operator,
+    /// A role assumed through the cache entry with this key.
+    Role(String),
+}
+
+/// `spec.pollInterval`, parsed.
+pub fn poll_interval(obj: &SparkJobRunRef) -> Result<Option<Duration>, Error> {
+    obj.spec
+        .poll_interval
+        .as_deref()
+        .map(policy::parse_duration)
+        .transpose()
+        .map_err(|message| Error::PollInterval {
+            object: object_key(obj),
+            message,
+        })
+}
+
+/// Resolves region and endpoint (pure).
+pub fn resolve_request(
+    obj: &SparkJobRunRef,
+    settings: &Settings,
+) -> Result<GetJobRunRequest, Error> {
+    let object = object_key(obj);
+    let region = obj
+        .spec
+        .region_id
+        .clone()
+        .or_else(|| settings.default_region.clone())
+        .ok_or_else(|| Error::MissingRegion {
+            object: object.clone(),
+        })?;
+    let endpoint = endpoint::resolve(
+        obj.spec.endpoint.as_deref(),
+        settings.endpoint.as_ref(),
+        &region,
+        settings.network,
+        &settings.allow,
+    )
+    .map_err(|source| Error::Endpoint { object, source })?;
+    Ok(GetJobRunRequest {
+        workspace_id: obj.spec.workspace_id.clone(),
+        job_run_id: obj.spec.job_run_id.clone(),
+        region_id: region,
+        endpoint,
+    })
+}
+
+/// Reads the run: spec checks, endpoint, credentials, then the call.
+pub async fn observe<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<JobRun, Error> {
+    poll_interval(obj)?;
+    let request = resolve_request(obj, &ctx.settings)?;
+    let (creds, origin) = resolve_credentials(obj, ctx).await?;
+    let mut result = call(obj, ctx, &request, &creds).await?;
+    // Temporary credentials expired early (clock skew, a revoked session): exchange once more
+    // and retry once, as the API doc asks, before reporting a problem.
+    if let Err(e) = &result
+        && is_expired_token(e)
+        && origin != Origin::Secret
+    {
+        warn!(
+            code = e.code.as_deref().unwrap_or(""),
+            "temporary credentials were refused; refreshing them and retrying once"
+        );
+        match &origin {
+            Origin::Role(key) => ctx.roles.invalidate(key),
+            Origin::Operator => ctx.credentials.invalidate(),
+            Origin::Secret => {}
+        }
+        let (creds, _) = resolve_credentials(obj, ctx).await?;
+        result = call(obj, ctx, &request, &creds).await?;
+    }
+    result.map_err(|source| Error::GetJobRun {
+        object: object_key(obj),
+        job_run_id: request.job_run_id.clone(),
+        source,
+    })
+}
+
+/// One call inside the rate limit. The limiter is never waited on here: without a free slot
+/// the object is requeued for when one frees up, so no worker is held and others get theirs.
+async fn call<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    request: &GetJobRunRequest,
+    creds: &Credentials,
+) -> Result<Result<JobRun, ApiError>, Error> {
+    ctx.admit(&object_key(obj))?;
+    let started = tokio::time::Instant::now();
+    let result = ctx.service.get_job_run(request, creds).await;
+    let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
+    ctx.metrics.observe_call(outcome, started.elapsed());
+    if let Ok(run) = &result
+        && !run.undecodable.is_empty()
+    {
+        tracing::debug!(fields = ?run.undecodable, "answer fields that could not be decoded kept their last known values");
+        ctx.metrics
+            .undecodable_fields
+            .inc_by(run.undecodable.len() as u64);
+    }
+    Ok(result)
+}
+
+/// The service said the temporary credentials are no longer good.
+fn is_expired_token(e: &ApiError) -> bool {
+    e.kind == ApiErrorKind::Unauthorized
+        && e.code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("InvalidSecurityToken"))
+}
+
+/// The credentials in the object's Secret `name`: one `get`, same namespace, no list or watch.
+async fn secret_credentials<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    name: &str,
+) -> Result<Credentials, Error> {
+    let object = object_key(obj);
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::SecretRead {
+            object: object.clone(),
+            namespace: namespace.clone(),
+            name: name.to_owned(),
+            source,
+        })?;
+    let secret = secret.ok_or_else(|| Error::SecretNotFound {
+        object: object.clone(),
+        namespace: namespace.clone(),
+        name: name.to_owned(),
+    })?;
+    let data = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    credentials::from_secret_data(&namespace, name, &data)
+        .map_err(|source| Error::Credentials { object, source })
+}
+
+/// The object's credentials: its Secret or the operator's chain, and on top of either the
+/// cross-account role of `spec.credentials.roleArn` when the operator's allow-list permits it
+/// (checked first, so a refused role costs no Secret read and no STS call).
+async fn resolve_credentials<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<(Credentials, Origin), Error> {
+    let object = object_key(obj);
+    let spec = obj.spec.credentials.as_ref();
+    let role_arn = spec.and_then(|c| c.role_arn.as_deref());
+    if let Some(role) = role_arn
+        && !ctx.roles.allows(role)
+    {
+        return Err(Error::RoleNotAllowed {
+            object,
+            role_arn: role.to_owned(),
+            none_allowed: ctx.roles.allow_list().is_empty(),
+        });
+    }
+    let base = match spec.and_then(|c| c.secret_ref.as_ref()) {
+        Some(r) => Some((
+            secret_credentials(obj, ctx, &r.name).await?,
+            r.name.as_str(),
+        )),
+        None => None,
+    };
+    let Some(role) = role_arn else {
+        return match base {
+            Some((c, _)) => Ok((c, Origin::Secret)),
+            None => ctx
+                .credentials
+                .credentials()
+                .await
+                .map(|c| (c, Origin::Operator))
+                .map_err(|source| Error::Credentials { object, source }),
+        };
+    };
+    let namespace = obj.namespace().unwrap_or_default();
+    let session = sts::namespace_session_name(&namespace);
+    let result = match base {
+        Some((c, name)) => {
+            let identity = format!("secret:{namespace}/{name}:{}", roles::fingerprint(&c));
+            ctx.roles
+                .assume(&identity, role, &session, || async move { Ok(c) })
+                .await
+        }
+        None => {
+            let identity = format!("operator:{}", ctx.credentials.source());
+            ctx.roles
+                .assume(&identity, role, &session, || ctx.credentials.credentials())
+                .await
+        }
+    };
+    result
+        .map(|(c, key)| (c, Origin::Role(key)))
+        .map_err(|source| Error::Credentials { object, source })
+}

@@ -1,0 +1,118 @@
+//! Wiring the reconciler to the API server: one watch per configured namespace (or one for all),
+//! each trimmed before it enters the cache, sharing the context and so the rate limit; readiness
+//! from the watches' first complete lists; a pruner for schedules of objects that are gone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::controller::{Config, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Context, error_policy, reconcile};
+use crate::client::JobRunService;
+use crate::crd::SparkJobRunRef;
+
+/// What the reconciler never reads: dropped before objects enter the cache.
+pub fn trim(obj: &mut SparkJobRunRef) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Runs until `shutdown` is cancelled, then lets in-flight reconciles finish.
+pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationToken) {
+    let mut wc = watcher::Config::default();
+    if let Some(sel) = &ctx.settings.scope.label_selector {
+        wc = wc.labels(sel);
+    }
+    let apis: Vec<Api<SparkJobRunRef>> = if ctx.settings.scope.namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        ctx.settings
+            .scope
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .collect()
+    };
+    let pending = Arc::new(AtomicUsize::new(apis.len()));
+    let mut stores: Vec<Store<SparkJobRunRef>> = Vec::new();
+    let mut controllers = Vec::new();
+    for api in apis {
+        let (reader, writer) = reflector::store();
+        stores.push(reader.clone());
+        let stream = watched(&ctx, api, wc.clone(), writer, pending.clone());
+        let token = shutdown.clone();
+        let controller = Controller::for_stream(stream, reader)
+            .with_config(Config::default().concurrency(ctx.settings.concurrency))
+            .graceful_shutdown_on(async move { token.cancelled().await })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((obj, _)) => debug!(object = %obj.name, "reconciled"),
+                    Err(e) => debug!(error = %e, "reconcile ended with an error"),
+                }
+            });
+        controllers.push(controller);
+    }
+    if let Ok(mut shared) = ctx.stores.lock() {
+        *shared = stores;
+    }
+    let pruner = tokio::spawn(prune_every(ctx.clone(), Duration::from_secs(60)));
+    futures::future::join_all(controllers).await;
+    pruner.abort();
+    ctx.readiness.synced.store(false, Ordering::Relaxed);
+}
+
+/// The watch of one `api`: trimmed, cached in `writer`, reporting its errors and its first
+/// complete list (readiness once every watch had one).
+fn watched<S: JobRunService>(
+    ctx: &Arc<Context<S>>,
+    api: Api<SparkJobRunRef>,
+    wc: watcher::Config,
+    writer: reflector::store::Writer<SparkJobRunRef>,
+    pending: Arc<AtomicUsize>,
+) -> impl futures::Stream<Item = Result<SparkJobRunRef, watcher::Error>> + Send + 'static {
+    let readiness = ctx.readiness.clone();
+    let metrics = ctx.metrics.clone();
+    let mut listed = false;
+    watcher(api, wc)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) if !listed => {
+                listed = true;
+                if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    readiness.synced.store(true, Ordering::Relaxed);
+                    info!("initial list of SparkJobRunRef objects synced");
+                }
+            }
+            Err(e) => {
+                metrics.watch_errors.inc();
+                warn!(error = %e, "watching SparkJobRunRef objects failed; retrying with backoff");
+            }
+            _ => {}
+        })
+        .applied_objects()
+}
+
+async fn prune_every<S: JobRunService>(ctx: Arc<Context<S>>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let pruned = ctx.prune_schedules();
+        if pruned > 0 {
+            debug!(pruned, "forgot schedules of objects that are gone");
+        }
+    }
+}
