@@ -90,3 +90,27 @@ impl Default for Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_quota_handles_odd_values() {
+        for (per_second, burst) in [(0.0, 0), (f64::NAN, 1), (-3.0, 2), (1e9, 5)] {
+            let limiter = RateLimit { per_second, burst }.limiter();
+            assert!(limiter.check().is_ok(), "{per_second} {burst}");
+        }
+    }
+
+    #[test]
+    fn burst_is_the_number_of_immediate_calls() {
+        let limiter = RateLimit {
+            per_second: 0.001,
+            burst: 3,
+        }
+        .limiter();
+        let admitted = (0..10).filter(|_| limiter.check().is_ok()).count();
+        assert_eq!(admitted, 3);
+    }
+}

@@ -197,3 +197,412 @@ fn running_for(status: &SparkJobRunRefStatus, now: jiff::Timestamp) -> Option<Du
 pub fn whole_seconds(now: jiff::Timestamp) -> Time {
     Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::{self, ConditionType, STALLED, SYNCED, Status};
+
+    const WS: &str = "w-1";
+    const JR: &str = "jr-1";
+    /// 2024-05-01T00:00:00Z, in epoch milliseconds.
+    const NOW_MS: i64 = 1_714_521_600_000;
+    /// A jitter sample that leaves durations unchanged.
+    const NEUTRAL: f64 = 0.5;
+
+    fn now() -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(NOW_MS).expect("ts")
+    }
+
+    fn run(state: &str) -> JobRun {
+        JobRun {
+            state: Some(state.into()),
+            submit_time: Some(NOW_MS - 60_000),
+            ..JobRun::default()
+        }
+    }
+
+    struct Case<'a> {
+        old: Option<&'a SparkJobRunRefStatus>,
+        observed: Observed<'a>,
+        generation: i64,
+        previous: Option<Previous>,
+        poll_interval: Option<Duration>,
+        jitter: f64,
+    }
+
+    impl<'a> Case<'a> {
+        fn new(old: Option<&'a SparkJobRunRefStatus>, observed: Observed<'a>) -> Self {
+            Self {
+                old,
+                observed,
+                generation: 1,
+                previous: None,
+                poll_interval: None,
+                jitter: NEUTRAL,
+            }
+        }
+
+        fn decide(&self) -> Decision {
+            decide(&Input {
+                old: self.old,
+                observed: self.observed,
+                generation: Some(self.generation),
+                identity: Identity {
+                    workspace_id: WS,
+                    job_run_id: JR,
+                    region_id: Some("cn-hangzhou"),
+                },
+                previous: self.previous,
+                poll_interval: self.poll_interval,
+                now: now(),
+                jitter: self.jitter,
+                poll: &PollPolicy::default(),
+                backoff: &BackoffPolicy::default(),
+            })
+        }
+    }
+
+    /// The status after observing `state` once, from nothing.
+    fn stored(state: &str) -> SparkJobRunRefStatus {
+        Case::new(None, Observed::Run(&run(state))).decide().status
+    }
+
+    fn failed(
+        reason: Reason,
+        retry: RetryClass,
+        retry_after: Option<Duration>,
+    ) -> Observed<'static> {
+        Observed::Failed {
+            reason,
+            message: "m",
+            retry,
+            retry_after,
+        }
+    }
+
+    fn condition(s: &SparkJobRunRefStatus, t: ConditionType) -> Option<(Status, Reason)> {
+        conditions::find(&s.conditions, t)
+            .and_then(conditions::Desired::parse)
+            .map(|d| (d.status, d.reason))
+    }
+
+    fn reasons(d: &Decision) -> Vec<(bool, Reason)> {
+        d.events.iter().map(|e| (e.warning, e.reason)).collect()
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn first_observation_writes_and_announces_the_state() {
+        let d = Case::new(None, Observed::Run(&run("Running"))).decide();
+        assert!(d.write);
+        assert_eq!(d.status.state.as_deref(), Some("Running"));
+        assert_eq!(d.status.job_run_id.as_deref(), Some(JR));
+        assert_eq!(d.status.workspace_id.as_deref(), Some(WS));
+        assert_eq!(reasons(&d), vec![(false, Reason::Running)]);
+        assert_eq!(d.next, Next::Poll(PollPolicy::default().running));
+    }
+
+    #[test]
+    fn quiet_poll_writes_nothing_and_announces_nothing() {
+        let old = stored("Running");
+        let d = Case::new(Some(&old), Observed::Run(&run("Running"))).decide();
+        assert!(!d.write);
+        assert!(d.events.is_empty());
+        assert_eq!(d.status, old);
+    }
+
+    #[test]
+    fn terminal_run_costs_no_call_and_awaits_change() {
+        let old = stored("Success");
+        assert_eq!(old.terminal, Some(true));
+        let previous = Some(Previous {
+            generation: Some(1),
+            remaining: secs(30),
+            failures: 0,
+        });
+        assert_eq!(plan(Some(&old), Some(1), previous), Plan::Skip);
+        assert_eq!(plan(Some(&old), Some(1), None), Plan::Skip);
+        let d = Case::new(Some(&old), Observed::Skipped).decide();
+        assert_eq!(
+            (d.write, d.events.len(), d.next),
+            (false, 0, Next::AwaitChange)
+        );
+    }
+
+    #[test]
+    fn terminal_run_with_new_generation_only_refreshes_generation() {
+        let old = stored("Failed");
+        let mut case = Case::new(Some(&old), Observed::Skipped);
+        case.generation = 2;
+        let d = case.decide();
+        assert!(d.write, "observedGeneration moves");
+        assert!(d.events.is_empty());
+        assert_eq!(d.next, Next::AwaitChange);
+        assert_eq!(d.status.observed_generation, Some(2));
+        assert_eq!(
+            condition(&d.status, ConditionType::Failed),
+            Some((Status::True, Reason::Failed))
+        );
+    }
+
+    #[test]
+    fn plan_waits_for_the_schedule_unless_the_generation_changed() {
+        let old = stored("Running");
+        let waiting = Previous {
+            generation: Some(1),
+            remaining: secs(12),
+            failures: 0,
+        };
+        assert_eq!(
+            plan(Some(&old), Some(1), Some(waiting)),
+            Plan::Wait(secs(12))
+        );
+        assert_eq!(
+            plan(Some(&old), Some(2), Some(waiting)),
+            Plan::Observe,
+            "spec changed"
+        );
+        let due = Previous {
+            remaining: Duration::ZERO,
+            ..waiting
+        };
+        assert_eq!(plan(Some(&old), Some(1), Some(due)), Plan::Observe);
+        assert_eq!(
+            plan(Some(&old), Some(1), None),
+            Plan::Observe,
+            "after a restart"
+        );
+        assert_eq!(
+            plan(None, Some(1), Some(waiting)),
+            Plan::Observe,
+            "nothing stored yet"
+        );
+    }
+
+    #[test]
+    fn not_found_stalls_and_rechecks_at_the_permanent_interval() {
+        let old = stored("Running");
+        let d = Case::new(Some(&old), Observed::NotFound { message: "gone" }).decide();
+        assert!(d.write);
+        assert_eq!(
+            condition(&d.status, STALLED),
+            Some((Status::True, Reason::JobRunNotFound))
+        );
+        assert_eq!(
+            d.status.state.as_deref(),
+            Some("Running"),
+            "what was known stays"
+        );
+        assert_eq!(reasons(&d), vec![(true, Reason::JobRunNotFound)]);
+        assert_eq!(
+            d.next,
+            Next::Retry {
+                after: BackoffPolicy::default().permanent,
+                failures: 1
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_from_the_service_is_honoured() {
+        let old = stored("Running");
+        let observed = failed(Reason::Throttled, RetryClass::Throttled, Some(secs(7)));
+        let d = Case::new(Some(&old), observed).decide();
+        assert_eq!(
+            d.next,
+            Next::Retry {
+                after: secs(7),
+                failures: 1
+            }
+        );
+        // Without one, throttling backs off from twice the base.
+        let d = Case::new(
+            Some(&old),
+            failed(Reason::Throttled, RetryClass::Throttled, None),
+        )
+        .decide();
+        assert_eq!(
+            d.next,
+            Next::Retry {
+                after: secs(10),
+                failures: 1
+            }
+        );
+        // A retry-after beyond the cap is capped.
+        let huge = failed(Reason::Throttled, RetryClass::Throttled, Some(secs(86_400)));
+        let d = Case::new(Some(&old), huge).decide();
+        assert_eq!(
+            d.next,
+            Next::Retry {
+                after: BackoffPolicy::default().max,
+                failures: 1
+            }
+        );
+    }
+
+    #[test]
+    fn failures_accumulate_and_reset_on_success() {
+        let old = stored("Running");
+        let mut case = Case::new(
+            Some(&old),
+            failed(Reason::EndpointUnreachable, RetryClass::Transient, None),
+        );
+        let mut seen = Vec::new();
+        for failures in 0..4 {
+            case.previous = Some(Previous {
+                generation: Some(1),
+                remaining: Duration::ZERO,
+                failures,
+            });
+            seen.push(case.decide().next);
+        }
+        assert_eq!(
+            seen,
+            [5, 10, 20, 40]
+                .iter()
+                .zip(1..)
+                .map(|(s, f)| Next::Retry {
+                    after: secs(*s),
+                    failures: f
+                })
+                .collect::<Vec<_>>()
+        );
+        let running = run("Running");
+        case.observed = Observed::Run(&running);
+        assert_eq!(
+            case.decide().next,
+            Next::Poll(secs(30)),
+            "success: plain cadence again"
+        );
+    }
+
+    #[test]
+    fn failed_call_keeps_status_and_announces_a_problem_once() {
+        let old = stored("Running");
+        let throttled = failed(Reason::Throttled, RetryClass::Throttled, None);
+        let first = Case::new(Some(&old), throttled).decide();
+        assert!(first.write);
+        assert_eq!(first.status.state.as_deref(), Some("Running"));
+        assert_eq!(
+            condition(&first.status, SYNCED),
+            Some((Status::False, Reason::Throttled))
+        );
+        assert_eq!(reasons(&first), vec![(true, Reason::Throttled)]);
+        let again = Case::new(Some(&first.status), throttled).decide();
+        assert!(
+            !again.write && again.events.is_empty(),
+            "same problem: no write, no event"
+        );
+        let running = run("Running");
+        let healed = Case::new(Some(&again.status), Observed::Run(&running)).decide();
+        assert_eq!(reasons(&healed), vec![(false, Reason::Recovered)]);
+    }
+
+    #[test]
+    fn poll_jitter_and_backoff_jitter_use_their_own_fractions() {
+        let old = stored("Running");
+        let running = run("Running");
+        let transient = failed(Reason::EndpointUnreachable, RetryClass::Transient, None);
+        let table = [
+            (0.0, Observed::Run(&running), secs(27)),
+            (1.0, Observed::Run(&running), secs(33)),
+            (0.0, transient, secs(4)),
+            (1.0, transient, secs(6)),
+        ];
+        for (jitter, observed, want) in table {
+            let mut case = Case::new(Some(&old), observed);
+            case.jitter = jitter;
+            let got = match case.decide().next {
+                Next::Poll(d) | Next::Retry { after: d, .. } => d,
+                Next::AwaitChange => Duration::ZERO,
+            };
+            assert_eq!(got, want, "jitter {jitter}");
+        }
+    }
+
+    #[test]
+    fn long_running_runs_are_polled_less_often() {
+        let policy = PollPolicy::default();
+        let table = [
+            (Duration::from_secs(60), policy.running),
+            (policy.long_running_after - secs(1), policy.running),
+            (policy.long_running_after + secs(1), policy.long_running),
+        ];
+        for (age, want) in table {
+            let r = JobRun {
+                submit_time: Some(NOW_MS - age.as_millis() as i64),
+                ..run("Running")
+            };
+            let d = Case::new(None, Observed::Run(&r)).decide();
+            assert_eq!(d.next, Next::Poll(want), "running for {age:?}");
+        }
+    }
+
+    #[test]
+    fn spec_poll_interval_is_clamped_to_the_operator_bounds() {
+        let policy = PollPolicy::default();
+        let r = run("Running");
+        for (asked, want) in [
+            (secs(1), policy.min_interval),
+            (secs(45), secs(45)),
+            (secs(86_400), policy.max_interval),
+        ] {
+            let mut case = Case::new(None, Observed::Run(&r));
+            case.poll_interval = Some(asked);
+            assert_eq!(case.decide().next, Next::Poll(want), "asked {asked:?}");
+        }
+        // A terminal run is not polled whatever the spec asks.
+        let cancelled = run("Cancelled");
+        let mut case = Case::new(None, Observed::Run(&cancelled));
+        case.poll_interval = Some(secs(5));
+        assert_eq!(case.decide().next, Next::AwaitChange);
+    }
+
+    #[test]
+    fn unknown_and_cancel_failed_states_keep_polling_slowly_with_a_warning() {
+        for (state, reason) in [
+            ("Hibernating", Reason::UnknownState),
+            ("CancelFailed", Reason::CancelFailed),
+        ] {
+            let old = stored("Running");
+            let d = Case::new(Some(&old), Observed::Run(&run(state))).decide();
+            assert_eq!(d.status.terminal, Some(false), "{state}");
+            assert_eq!(d.next, Next::Poll(PollPolicy::default().slow), "{state}");
+            assert_eq!(reasons(&d), vec![(true, reason)], "{state}");
+            assert_eq!(
+                condition(&d.status, ConditionType::Reconciling),
+                Some((Status::True, reason))
+            );
+        }
+    }
+
+    #[test]
+    fn a_status_of_another_run_counts_as_absent() {
+        let old = stored("Success");
+        assert!(status_of_run(Some(&old), WS, JR).is_some());
+        assert!(status_of_run(Some(&old), WS, "jr-other").is_none());
+        assert!(status_of_run(Some(&old), "w-other", JR).is_none());
+        let legacy = SparkJobRunRefStatus {
+            job_run_id: None,
+            workspace_id: None,
+            ..old.clone()
+        };
+        assert!(
+            status_of_run(Some(&legacy), WS, JR).is_some(),
+            "written before the field existed"
+        );
+        // With the old run's status set aside, the new run is observed, not skipped.
+        let seen = status_of_run(Some(&old), WS, "jr-other");
+        assert_eq!(plan(seen, Some(1), None), Plan::Observe);
+    }
+
+    #[test]
+    fn timestamps_are_whole_seconds() {
+        let t = jiff::Timestamp::from_millisecond(NOW_MS + 999).expect("ts");
+        assert_eq!(whole_seconds(t).0, now());
+    }
+}

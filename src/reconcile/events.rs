@@ -90,3 +90,112 @@ fn sync_change(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::mapping::{PollOutcome, StatusContext, next_status};
+    use crate::wire::JobRun;
+
+    const CTX: StatusContext<'static> = StatusContext {
+        generation: Some(1),
+        workspace_id: "w-1",
+        job_run_id: "jr-1",
+        region_id: None,
+    };
+
+    fn epoch() -> Time {
+        Time(jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    fn status_for(state: &str) -> SparkJobRunRefStatus {
+        let run = JobRun {
+            state: Some(state.into()),
+            ..JobRun::default()
+        };
+        next_status(None, PollOutcome::Run(&run), CTX, &epoch())
+    }
+
+    fn fail(old: &SparkJobRunRefStatus, reason: Reason) -> SparkJobRunRefStatus {
+        let outcome = PollOutcome::Failed {
+            reason,
+            message: "m",
+        };
+        next_status(Some(old), outcome, CTX, &epoch())
+    }
+
+    fn one(events: &[PlannedEvent]) -> (bool, Reason) {
+        assert_eq!(events.len(), 1, "{events:?}");
+        (events[0].warning, events[0].reason)
+    }
+
+    #[test]
+    fn events_on_transitions_only() {
+        let running = status_for("Running");
+        assert_eq!(one(&plan("jr-1", None, &running)), (false, Reason::Running));
+        assert!(
+            plan("jr-1", Some(&running), &running).is_empty(),
+            "no change, no event"
+        );
+        let failed = plan("jr-1", Some(&running), &status_for("Failed"));
+        assert_eq!(one(&failed), (true, Reason::Failed));
+        assert!(failed[0].note.contains("was Running"), "{}", failed[0].note);
+        let cf = plan("jr-1", Some(&running), &status_for("CancelFailed"));
+        assert_eq!(one(&cf), (true, Reason::CancelFailed));
+        let unknown = plan("jr-1", Some(&running), &status_for("Hibernating"));
+        assert_eq!(one(&unknown), (true, Reason::UnknownState));
+    }
+
+    #[test]
+    fn events_on_new_problems_and_recovery() {
+        let running = status_for("Running");
+        let throttled = fail(&running, Reason::Throttled);
+        assert_eq!(
+            one(&plan("jr-1", Some(&running), &throttled)),
+            (true, Reason::Throttled)
+        );
+        let again = fail(&throttled, Reason::Throttled);
+        assert!(
+            plan("jr-1", Some(&throttled), &again).is_empty(),
+            "same problem: quiet"
+        );
+        let other = fail(&throttled, Reason::Unauthorized);
+        assert_eq!(
+            one(&plan("jr-1", Some(&throttled), &other)),
+            (true, Reason::Unauthorized)
+        );
+        let run = JobRun {
+            state: Some("Running".into()),
+            ..JobRun::default()
+        };
+        let ok = next_status(Some(&other), PollOutcome::Run(&run), CTX, &epoch());
+        assert_eq!(
+            one(&plan("jr-1", Some(&other), &ok)),
+            (false, Reason::Recovered)
+        );
+    }
+
+    #[test]
+    fn a_transition_the_stored_status_shows_is_never_announced_again() {
+        // The process restarted (or the write's answer was lost) after the status was stored:
+        // the next reconcile compares with the stored status and stays quiet.
+        let stored = status_for("Success");
+        let again = status_for("Success");
+        assert!(plan("jr-1", Some(&stored), &again).is_empty());
+    }
+
+    #[test]
+    fn notes_are_bounded() {
+        let running = status_for("Running");
+        let long = "x".repeat(5000);
+        let outcome = PollOutcome::Failed {
+            reason: Reason::BadRequest,
+            message: &long,
+        };
+        let next = next_status(Some(&running), outcome, CTX, &epoch());
+        let events = plan("jr-1", Some(&running), &next);
+        assert!(events[0].note.len() <= NOTE_MAX, "{}", events[0].note.len());
+    }
+}

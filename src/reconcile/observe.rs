@@ -229,3 +229,109 @@ async fn resolve_credentials<S: JobRunService>(
         .map(|(c, key)| (c, Origin::Role(key)))
         .map_err(|source| Error::Credentials { object, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::Reason;
+    use crate::crd::SparkJobRunRefSpec;
+
+    fn object(spec: SparkJobRunRefSpec) -> SparkJobRunRef {
+        let mut o = SparkJobRunRef::new("run", spec);
+        o.metadata.namespace = Some("data".into());
+        o
+    }
+
+    fn spec() -> SparkJobRunRefSpec {
+        SparkJobRunRefSpec {
+            workspace_id: "w-1".into(),
+            job_run_id: "jr-1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn region_comes_from_the_spec_or_the_operator_default() {
+        let err = resolve_request(&object(spec()), &Settings::default())
+            .map(|_| ())
+            .expect_err("no region");
+        assert_eq!(err.reason(), Reason::RegionMissing);
+        assert!(err.to_string().contains("--default-region"), "{err}");
+        assert!(
+            err.to_string().contains("data/run"),
+            "names the object: {err}"
+        );
+        let with_default = Settings {
+            default_region: Some("cn-shanghai".into()),
+            ..Settings::default()
+        };
+        let req = resolve_request(&object(spec()), &with_default).expect("resolves");
+        assert_eq!(
+            req.endpoint.host,
+            "emr-serverless-spark.cn-shanghai.aliyuncs.com"
+        );
+        assert_eq!(req.region_id, "cn-shanghai");
+        let own = SparkJobRunRefSpec {
+            region_id: Some("cn-beijing".into()),
+            ..spec()
+        };
+        let req = resolve_request(&object(own), &with_default).expect("resolves");
+        assert_eq!(req.region_id, "cn-beijing", "the spec wins");
+    }
+
+    #[test]
+    fn an_endpoint_outside_the_allow_list_is_refused() {
+        let bad = SparkJobRunRefSpec {
+            endpoint: Some("https://attacker.example".into()),
+            region_id: Some("cn-hangzhou".into()),
+            ..spec()
+        };
+        let err = resolve_request(&object(bad), &Settings::default())
+            .map(|_| ())
+            .expect_err("not allowed");
+        assert_eq!(err.reason(), Reason::EndpointNotAllowed);
+    }
+
+    #[test]
+    fn poll_interval_errors_name_the_object() {
+        let bad = SparkJobRunRefSpec {
+            poll_interval: Some("soon".into()),
+            ..spec()
+        };
+        let err = poll_interval(&object(bad)).expect_err("bad duration");
+        assert!(err.to_string().contains("data/run"), "{err}");
+        let good = SparkJobRunRefSpec {
+            poll_interval: Some("45s".into()),
+            ..spec()
+        };
+        assert_eq!(
+            poll_interval(&object(good)).ok().flatten(),
+            Some(Duration::from_secs(45))
+        );
+    }
+
+    #[test]
+    fn only_invalid_security_tokens_count_as_expired() {
+        let err = |kind, code: Option<&str>| ApiError {
+            kind,
+            http_status: Some(401),
+            code: code.map(str::to_owned),
+            message: "m".into(),
+            request_id: None,
+            retry_after: None,
+        };
+        assert!(is_expired_token(&err(
+            ApiErrorKind::Unauthorized,
+            Some("InvalidSecurityToken.Expired")
+        )));
+        assert!(!is_expired_token(&err(
+            ApiErrorKind::Unauthorized,
+            Some("InvalidAccessKeyId.NotFound")
+        )));
+        assert!(!is_expired_token(&err(
+            ApiErrorKind::Forbidden,
+            Some("InvalidSecurityToken.Expired")
+        )));
+        assert!(!is_expired_token(&err(ApiErrorKind::Unauthorized, None)));
+    }
+}
