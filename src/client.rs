@@ -172,6 +172,8 @@ pub fn error_from_response(
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let retry_after = retry_after
         .and_then(|v| v.trim().parse::<u64>().ok())
+        // The official SDKs ignore a non-positive value; so do we.
+        .filter(|ms| *ms > 0)
         .map(Duration::from_millis);
     match parsed.filter(|b| b.code.is_some() || b.message.is_some()) {
         Some(b) => {
@@ -443,6 +445,15 @@ mod tests {
             ApiErrorKind::Unreachable.retry_class(),
             RetryClass::Transient
         );
+    }
+
+    #[test]
+    fn retry_after_of_zero_or_garbage_is_absent() {
+        let body = br#"{"Code":"Throttling.User","Message":"slow down"}"#;
+        for header in ["0", "-1", "soon", ""] {
+            let e = error_from_response(400, Some(header), None, body);
+            assert_eq!(e.retry_after, None, "{header:?}");
+        }
     }
 
     #[test]

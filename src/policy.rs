@@ -120,9 +120,12 @@ impl BackoffPolicy {
         };
         match class {
             RetryClass::Transient => exp(self.base),
-            RetryClass::Throttled => {
-                retry_after.map_or_else(|| exp(self.base * 2), |r| r.min(self.max))
-            }
+            // Never sooner than the service asks, never sooner than the exponential floor: a
+            // short or zero retry-after must not let one object spend the call budget.
+            RetryClass::Throttled => retry_after.filter(|r| !r.is_zero()).map_or_else(
+                || exp(self.base * 2),
+                |r| r.max(exp(self.base)).min(self.max),
+            ),
             RetryClass::Missing => exp(self.base * 3).min(self.permanent),
             RetryClass::Permanent => self.permanent,
         }
@@ -130,6 +133,12 @@ impl BackoffPolicy {
 }
 
 /// Spreads `d` by ±`fraction` using `unit` in [0, 1). Never returns zero for a non-zero input.
+/// Spreads `d` upwards only, by up to `fraction`: for waits the service named, which must not
+/// be cut short.
+pub fn jittered_up(d: Duration, fraction: f64, unit: f64) -> Duration {
+    jittered(d, fraction, 0.5 + unit.clamp(0.0, 1.0) / 2.0)
+}
+
 pub fn jittered(d: Duration, fraction: f64, unit: f64) -> Duration {
     let fraction = fraction.clamp(0.0, 1.0);
     let factor = 1.0 + fraction * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
@@ -214,10 +223,7 @@ mod tests {
         assert_eq!(b.delay(RetryClass::Transient, 2, None), S(10));
         assert_eq!(b.delay(RetryClass::Transient, 4, None), S(40));
         assert_eq!(b.delay(RetryClass::Transient, 40, None), S(300), "capped");
-        assert_eq!(
-            b.delay(RetryClass::Throttled, 1, Some(Duration::from_millis(1500))),
-            Duration::from_millis(1500)
-        );
+        assert_eq!(b.delay(RetryClass::Throttled, 1, Some(S(7))), S(7));
         assert_eq!(
             b.delay(RetryClass::Throttled, 1, Some(S(9999))),
             S(300),
@@ -227,6 +233,37 @@ mod tests {
         assert_eq!(b.delay(RetryClass::Permanent, 1, None), S(600));
         assert_eq!(b.delay(RetryClass::Missing, 1, None), S(15));
         assert_eq!(b.delay(RetryClass::Missing, 10, None), S(300));
+    }
+
+    #[test]
+    fn throttling_is_floored_at_the_base_and_keeps_growing() {
+        let b = BackoffPolicy::default();
+        // A zero retry-after counts as none; a tiny one must not let one object spend the
+        // whole call budget.
+        assert_eq!(
+            b.delay(RetryClass::Throttled, 1, Some(Duration::ZERO)),
+            S(10)
+        );
+        assert_eq!(
+            b.delay(RetryClass::Throttled, 1, Some(Duration::from_millis(1))),
+            S(5)
+        );
+        // Consecutive throttles grow even when the service keeps naming a short wait.
+        let grown: Vec<Duration> = (1..=4)
+            .map(|n| b.delay(RetryClass::Throttled, n, Some(S(1))))
+            .collect();
+        assert_eq!(grown, vec![S(5), S(10), S(20), S(40)]);
+        // A long retry-after wins over the exponential floor.
+        assert_eq!(b.delay(RetryClass::Throttled, 2, Some(S(60))), S(60));
+    }
+
+    #[test]
+    fn upward_jitter_never_goes_below_the_input() {
+        for unit in [0.0, 0.5, 0.999_999] {
+            let d = jittered_up(S(100), 0.2, unit);
+            assert!(d >= S(100) && d <= S(120), "{d:?} for {unit}");
+        }
+        assert_eq!(jittered_up(S(100), 0.2, 0.0), S(100));
     }
 
     #[test]

@@ -157,13 +157,17 @@ pub fn decide(input: &Input<'_>) -> Decision {
 
 fn next_action(input: &Input<'_>, status: &SparkJobRunRefStatus) -> Next {
     let failures = input.previous.map_or(0, |p| p.failures).saturating_add(1);
-    let retry = |class: RetryClass, retry_after: Option<Duration>| Next::Retry {
-        after: policy::jittered(
-            input.backoff.delay(class, failures, retry_after),
-            input.backoff.jitter,
-            input.jitter,
-        ),
-        failures,
+    let retry = |class: RetryClass, retry_after: Option<Duration>| {
+        let delay = input.backoff.delay(class, failures, retry_after);
+        let spread = if retry_after.is_some() {
+            policy::jittered_up
+        } else {
+            policy::jittered
+        };
+        Next::Retry {
+            after: spread(delay, input.backoff.jitter, input.jitter),
+            failures,
+        }
     };
     match input.observed {
         Observed::Skipped => Next::AwaitChange,
@@ -411,20 +415,20 @@ mod tests {
     fn retry_after_from_the_service_is_honoured() {
         let old = stored("Running");
         let observed = failed(Reason::Throttled, RetryClass::Throttled, Some(secs(7)));
-        let d = Case::new(Some(&old), observed).decide();
-        assert_eq!(
-            d.next,
-            Next::Retry {
-                after: secs(7),
-                failures: 1
-            }
-        );
+        // Jitter only lengthens a wait the service named.
+        for (jitter, want) in [(0.0, 7_000), (NEUTRAL, 7_700), (1.0, 8_400)] {
+            let mut case = Case::new(Some(&old), observed);
+            case.jitter = jitter;
+            let after = Duration::from_millis(want);
+            assert_eq!(
+                case.decide().next,
+                Next::Retry { after, failures: 1 },
+                "{jitter}"
+            );
+        }
         // Without one, throttling backs off from twice the base.
-        let d = Case::new(
-            Some(&old),
-            failed(Reason::Throttled, RetryClass::Throttled, None),
-        )
-        .decide();
+        let plain = failed(Reason::Throttled, RetryClass::Throttled, None);
+        let d = Case::new(Some(&old), plain).decide();
         assert_eq!(
             d.next,
             Next::Retry {
@@ -434,11 +438,13 @@ mod tests {
         );
         // A retry-after beyond the cap is capped.
         let huge = failed(Reason::Throttled, RetryClass::Throttled, Some(secs(86_400)));
-        let d = Case::new(Some(&old), huge).decide();
+        let mut case = Case::new(Some(&old), huge);
+        case.jitter = 0.0;
+        let max = BackoffPolicy::default().max;
         assert_eq!(
-            d.next,
+            case.decide().next,
             Next::Retry {
-                after: BackoffPolicy::default().max,
+                after: max,
                 failures: 1
             }
         );
