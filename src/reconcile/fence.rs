@@ -4,6 +4,7 @@
 //! can have taken over.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,6 +16,8 @@ pub struct Fence {
     /// `None`: no election, this replica always acts.
     validity: Option<Duration>,
     confirmed: Mutex<Option<Instant>>,
+    /// Set by [`Fence::close`]; only a later confirmation opens the fence again.
+    closed: AtomicBool,
 }
 
 impl Fence {
@@ -23,6 +26,7 @@ impl Fence {
         Self {
             validity: None,
             confirmed: Mutex::new(None),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -31,6 +35,7 @@ impl Fence {
         Self {
             validity: Some(validity),
             confirmed: Mutex::new(None),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -40,16 +45,22 @@ impl Fence {
         if let Ok(mut c) = self.confirmed.lock() {
             *c = Some(c.map_or(at, |old| old.max(at)));
         }
+        self.closed.store(false, Ordering::SeqCst);
     }
 
-    /// Closes the fence at once (the lease was lost or released).
+    /// Closes the fence at once (the lease was lost or released, or the process is stopping),
+    /// also a fence without an election.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         if let Ok(mut c) = self.confirmed.lock() {
             *c = None;
         }
     }
 
     pub fn is_open(&self, now: Instant) -> bool {
+        if self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
         let Some(validity) = self.validity else {
             return true;
         };

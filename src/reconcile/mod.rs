@@ -169,6 +169,8 @@ pub async fn reconcile<S: JobRunService>(
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
     let result = async {
+        // A replica that is not (or no longer surely) the leader spends no call either.
+        ctx.fence.check(&object_key(&obj))?;
         let spec = &obj.spec;
         let old = decide::status_of_run(obj.status.as_ref(), &spec.workspace_id, &spec.job_run_id);
         let previous = ctx

@@ -1,0 +1,567 @@
+//! The reconciler against a recording stand-in for the Kubernetes API (tower-test) and a scripted
+//! `JobRunService`, on tokio's paused clock: every request it sends is asserted, in order, so
+//! "no call", "no write" and "no event" are proven by what was recorded, not by sleeping.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use sparkjobrun_operator::client::{ApiError, ApiErrorKind, GetJobRunRequest, JobRunService};
+use sparkjobrun_operator::config::Settings;
+use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
+use sparkjobrun_operator::credentials::{CredentialProvider, CredentialsError};
+use sparkjobrun_operator::error::Error;
+use sparkjobrun_operator::reconcile::fence::Fence;
+use sparkjobrun_operator::reconcile::{self, Context};
+use sparkjobrun_operator::signer::Credentials;
+use sparkjobrun_operator::wire::{JobRun, RunLog};
+
+const STATUS_PATH: &str = "/apis/emrspark.io/v1alpha1/namespaces/data/sparkjobruns/run/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/data/events";
+const RESOURCE_VERSION: &str = "41";
+
+/// One request the reconciler sent to the API server.
+#[derive(Debug, Clone)]
+struct Sent {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    body: Value,
+}
+
+impl Sent {
+    fn is_status_apply(&self) -> bool {
+        self.method == "PATCH" && self.path == STATUS_PATH
+    }
+
+    fn is_event(&self) -> bool {
+        self.method == "POST" && self.path == EVENTS_PATH
+    }
+}
+
+type Answer = Box<dyn Fn(&Sent) -> (u16, Value) + Send + Sync>;
+
+/// A kube client whose every request is recorded and answered by `answer`.
+fn api_server(answer: Answer) -> (kube::Client, Arc<Mutex<Vec<Sent>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let query = parts
+                .uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            let request = Sent {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                query,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let (code, reply) = answer(&request);
+            log.lock().expect("log").push(request);
+            let response = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&reply).unwrap_or_default()))
+                .expect("response");
+            respond.send_response(response);
+        }
+    });
+    (kube::Client::new(service, "default"), sent)
+}
+
+/// What a real API server answers: the stored object with the applied status, events echoed.
+fn accepting(object: SparkJobRunRef) -> Answer {
+    Box::new(move |sent| {
+        if sent.is_status_apply() {
+            let mut stored = serde_json::to_value(&object).unwrap_or_default();
+            stored["status"] = sent.body["status"].clone();
+            (200, stored)
+        } else if sent.is_event() {
+            (201, sent.body.clone())
+        } else {
+            (404, status_body(404, "NotFound", "not served by this test"))
+        }
+    })
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+           "reason": reason, "message": message})
+}
+
+/// A `JobRunService` that answers from a script and records which run was asked for with
+/// which access key. An unscripted call is an error answer the test will see.
+#[derive(Default, Clone)]
+struct Service {
+    answers: Arc<Mutex<VecDeque<Result<JobRun, ApiError>>>>,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Service {
+    fn answering(answers: Vec<Result<JobRun, ApiError>>) -> Self {
+        Self {
+            answers: Arc::new(Mutex::new(answers.into())),
+            calls: Arc::default(),
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.lock().expect("calls").len()
+    }
+}
+
+impl JobRunService for Service {
+    async fn get_job_run(
+        &self,
+        req: &GetJobRunRequest,
+        creds: &Credentials,
+    ) -> Result<JobRun, ApiError> {
+        self.calls
+            .lock()
+            .expect("calls")
+            .push((req.job_run_id.clone(), creds.access_key_id.clone()));
+        let next = self.answers.lock().expect("answers").pop_front();
+        next.unwrap_or_else(|| Err(api_error(ApiErrorKind::InvalidResponse, None, "unscripted")))
+    }
+}
+
+/// Operator credentials that count how often they were told they expired.
+#[derive(Default)]
+struct Provider {
+    invalidated: AtomicUsize,
+}
+
+impl CredentialProvider for Provider {
+    fn credentials(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Credentials, CredentialsError>> + Send + '_>> {
+        let generation = self.invalidated.load(Ordering::SeqCst);
+        Box::pin(async move {
+            Ok(Credentials::new(
+                format!("STS.key{generation}"),
+                "secret-value",
+            ))
+        })
+    }
+
+    fn source(&self) -> &'static str {
+        "test"
+    }
+
+    fn invalidate(&self) {
+        self.invalidated.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn api_error(kind: ApiErrorKind, code: Option<&str>, message: &str) -> ApiError {
+    ApiError {
+        kind,
+        http_status: Some(400),
+        code: code.map(str::to_owned),
+        message: message.to_owned(),
+        request_id: Some("req-1".into()),
+        retry_after: None,
+    }
+}
+
+fn running() -> JobRun {
+    JobRun {
+        state: Some("Running".into()),
+        name: Some("nightly".into()),
+        log: Some(RunLog {
+            driver_std_error: Some("oss://logs/stderr".into()),
+            ..RunLog::default()
+        }),
+        ..JobRun::default()
+    }
+}
+
+fn object(status: Option<SparkJobRunRefStatus>) -> SparkJobRunRef {
+    let mut o = SparkJobRunRef::new(
+        "run",
+        SparkJobRunRefSpec {
+            workspace_id: "w-1".into(),
+            job_run_id: "jr-1".into(),
+            region_id: Some("cn-hangzhou".into()),
+            ..SparkJobRunRefSpec::default()
+        },
+    );
+    o.metadata.namespace = Some("data".into());
+    o.metadata.uid = Some("uid-1".into());
+    o.metadata.generation = Some(1);
+    o.metadata.resource_version = Some(RESOURCE_VERSION.into());
+    o.status = status;
+    o
+}
+
+struct Harness {
+    ctx: Arc<Context<Service>>,
+    service: Service,
+    provider: Arc<Provider>,
+    sent: Arc<Mutex<Vec<Sent>>>,
+}
+
+impl Harness {
+    fn new(obj: &SparkJobRunRef, answers: Vec<Result<JobRun, ApiError>>) -> Self {
+        Self::with_api(accepting(obj.clone()), answers)
+    }
+
+    fn with_api(answer: Answer, answers: Vec<Result<JobRun, ApiError>>) -> Self {
+        let (client, sent) = api_server(answer);
+        let service = Service::answering(answers);
+        let provider = Arc::new(Provider::default());
+        let ctx = Context::new(
+            client,
+            service.clone(),
+            Settings::default(),
+            provider.clone(),
+        );
+        Self {
+            ctx: Arc::new(ctx),
+            service,
+            provider,
+            sent,
+        }
+    }
+
+    fn fenced(self, fence: Arc<Fence>) -> Self {
+        let ctx = Arc::into_inner(self.ctx).expect("not shared yet");
+        Self {
+            ctx: Arc::new(ctx.with_fence(fence)),
+            ..self
+        }
+    }
+
+    async fn reconcile(&self, obj: &SparkJobRunRef) -> Result<Action, Error> {
+        reconcile::reconcile(Arc::new(obj.clone()), self.ctx.clone()).await
+    }
+
+    /// Every request sent so far, and forgets them.
+    fn take(&self) -> Vec<Sent> {
+        std::mem::take(&mut *self.sent.lock().expect("sent"))
+    }
+
+    fn due_in(&self) -> Option<Duration> {
+        self.ctx
+            .schedules
+            .get("data/run")
+            .map(|s| s.due.saturating_duration_since(tokio::time::Instant::now()))
+    }
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> (&'a str, &'a str) {
+    let found = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_));
+    match found {
+        Some(c) => (
+            c["status"].as_str().unwrap_or(""),
+            c["reason"].as_str().unwrap_or(""),
+        ),
+        None => ("", ""),
+    }
+}
+
+/// The one status apply: path, field manager, force, and the resourceVersion precondition.
+fn assert_status_apply(sent: &Sent) -> SparkJobRunRefStatus {
+    assert!(sent.is_status_apply(), "{} {}", sent.method, sent.path);
+    assert_eq!(
+        sent.query.get("fieldManager").map(String::as_str),
+        Some("sparkjobrun-operator")
+    );
+    assert_eq!(sent.query.get("force").map(String::as_str), Some("true"));
+    assert_eq!(sent.body["apiVersion"], "emrspark.io/v1alpha1");
+    assert_eq!(sent.body["kind"], "SparkJobRunRef");
+    assert_eq!(sent.body["metadata"]["name"], "run");
+    assert_eq!(sent.body["metadata"]["resourceVersion"], RESOURCE_VERSION);
+    assert!(
+        sent.body.get("spec").is_none(),
+        "status only: {}",
+        sent.body
+    );
+    serde_json::from_value(sent.body["status"].clone()).expect("status decodes")
+}
+
+fn assert_event(sent: &Sent, type_: &str, reason: &str) {
+    assert!(sent.is_event(), "{} {}", sent.method, sent.path);
+    assert_eq!(
+        (sent.body["type"].as_str(), sent.body["reason"].as_str()),
+        (Some(type_), Some(reason)),
+        "{}",
+        sent.body
+    );
+    assert_eq!(sent.body["regarding"]["name"], "run");
+    assert_eq!(sent.body["regarding"]["uid"], "uid-1");
+    assert_eq!(sent.body["reportingController"], "sparkjobrun-operator");
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_observation_writes_status_then_announces_the_state() {
+    let obj = object(None);
+    let h = Harness::new(&obj, vec![Ok(running())]);
+    h.reconcile(&obj).await.expect("reconciles");
+
+    assert_eq!(
+        *h.service.calls.lock().expect("calls"),
+        vec![("jr-1".to_owned(), "STS.key0".to_owned())]
+    );
+    let sent = h.take();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    let status = assert_status_apply(&sent[0]);
+    assert_eq!(status.state.as_deref(), Some("Running"));
+    assert_eq!(status.job_run_id.as_deref(), Some("jr-1"));
+    assert_eq!(status.workspace_id.as_deref(), Some("w-1"));
+    assert_eq!(
+        status.log.and_then(|l| l.driver_std_error).as_deref(),
+        Some("oss://logs/stderr")
+    );
+    assert_eq!(
+        condition(&sent[0].body["status"], "Synced"),
+        ("True", "Polled")
+    );
+    assert_event(&sent[1], "Normal", "Running");
+    let due = h.due_in().expect("scheduled");
+    assert!(
+        due >= Duration::from_secs(27) && due <= Duration::from_secs(33),
+        "{due:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn quiet_poll_calls_once_and_writes_nothing() {
+    let first = Harness::new(&object(None), vec![Ok(running())]);
+    first.reconcile(&object(None)).await.expect("first");
+    let stored = assert_status_apply(&first.take()[0]);
+
+    let obj = object(Some(stored));
+    let h = Harness::new(&obj, vec![Ok(running()), Ok(running())]);
+    h.reconcile(&obj).await.expect("quiet poll");
+    assert_eq!(h.service.calls(), 1);
+    assert!(h.take().is_empty(), "no write, no event");
+
+    // Woken early (a watch event): not due, so no call.
+    h.reconcile(&obj).await.expect("early");
+    assert_eq!(h.service.calls(), 1, "not due yet");
+    // Due: the clock moved past the schedule.
+    tokio::time::advance(Duration::from_secs(34)).await;
+    h.reconcile(&obj).await.expect("due");
+    assert_eq!(h.service.calls(), 2);
+    assert!(h.take().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn terminal_object_costs_no_call_and_no_write() {
+    let done = JobRun {
+        state: Some("Success".into()),
+        ..running()
+    };
+    let first = Harness::new(&object(None), vec![Ok(done)]);
+    first.reconcile(&object(None)).await.expect("first");
+    let stored = assert_status_apply(&first.take()[0]);
+    assert_eq!(stored.terminal, Some(true));
+
+    let obj = object(Some(stored));
+    let h = Harness::new(&obj, Vec::new());
+    let action = h.reconcile(&obj).await.expect("reconciles");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(h.service.calls(), 0);
+    assert!(h.take().is_empty());
+    assert_eq!(h.due_in(), None, "nothing scheduled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_security_token_is_invalidated_and_retried_exactly_once() {
+    let expired = || {
+        Err(api_error(
+            ApiErrorKind::Unauthorized,
+            Some("InvalidSecurityToken.Expired"),
+            "the token expired",
+        ))
+    };
+    let obj = object(None);
+    let h = Harness::new(&obj, vec![expired(), Ok(running())]);
+    h.reconcile(&obj).await.expect("reconciles");
+    assert_eq!(h.provider.invalidated.load(Ordering::SeqCst), 1);
+    let keys: Vec<String> = h
+        .service
+        .calls
+        .lock()
+        .expect("calls")
+        .iter()
+        .map(|c| c.1.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["STS.key0", "STS.key1"],
+        "fresh credentials on the retry"
+    );
+    let sent = h.take();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        assert_status_apply(&sent[0]).state.as_deref(),
+        Some("Running")
+    );
+    assert_event(&sent[1], "Normal", "Running");
+
+    // Refused again after the refresh: reported, not retried a second time.
+    let h = Harness::new(&obj, vec![expired(), expired(), Ok(running())]);
+    h.reconcile(&obj).await.expect("reconciles");
+    assert_eq!(h.service.calls(), 2);
+    assert_eq!(h.provider.invalidated.load(Ordering::SeqCst), 1);
+    let sent = h.take();
+    assert_eq!(sent.len(), 2);
+    assert_status_apply(&sent[0]);
+    assert_eq!(
+        condition(&sent[0].body["status"], "Synced"),
+        ("False", "Unauthorized")
+    );
+    assert_event(&sent[1], "Warning", "Unauthorized");
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_stalls_and_rechecks_slowly() {
+    let obj = object(None);
+    let gone = api_error(
+        ApiErrorKind::NotFound,
+        Some("JobRunNotFound"),
+        "no such run",
+    );
+    let h = Harness::new(&obj, vec![Err(gone)]);
+    h.reconcile(&obj).await.expect("reconciles");
+    let sent = h.take();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert_status_apply(&sent[0]);
+    let status = &sent[0].body["status"];
+    assert_eq!(condition(status, "Stalled"), ("True", "JobRunNotFound"));
+    assert_eq!(condition(status, "Synced"), ("False", "JobRunNotFound"));
+    assert_eq!(condition(status, "Ready"), ("False", "JobRunNotFound"));
+    assert_event(&sent[1], "Warning", "JobRunNotFound");
+    let due = h.due_in().expect("scheduled");
+    assert!(
+        due >= Duration::from_secs(480) && due <= Duration::from_secs(720),
+        "permanent recheck, {due:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_with_retry_after_waits_at_least_that_long() {
+    let obj = object(None);
+    let throttled = ApiError {
+        retry_after: Some(Duration::from_secs(7)),
+        ..api_error(
+            ApiErrorKind::Throttled,
+            Some("Throttling.User"),
+            "slow down",
+        )
+    };
+    let h = Harness::new(&obj, vec![Err(throttled), Ok(running())]);
+    h.reconcile(&obj).await.expect("reconciles");
+    let sent = h.take();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert_status_apply(&sent[0]);
+    assert_eq!(
+        condition(&sent[0].body["status"], "Synced"),
+        ("False", "Throttled")
+    );
+    assert!(
+        !sent[0].body.to_string().contains("req-1"),
+        "request ids stay out of status"
+    );
+    assert_event(&sent[1], "Warning", "Throttled");
+    let due = h.due_in().expect("scheduled");
+    assert!(
+        due >= Duration::from_secs(7) && due <= Duration::from_millis(8_400),
+        "{due:?}"
+    );
+
+    // The status write wakes the object: still inside the retry-after, so no call.
+    let written = object(Some(assert_status_apply(&sent[0])));
+    h.reconcile(&written).await.expect("early");
+    assert_eq!(h.service.calls(), 1);
+    tokio::time::advance(due).await;
+    h.reconcile(&written).await.expect("due");
+    assert_eq!(h.service.calls(), 2);
+    let sent = h.take();
+    assert_eq!(
+        sent.len(),
+        3,
+        "recovered: one write, then its events: {sent:#?}"
+    );
+    assert_eq!(
+        assert_status_apply(&sent[0]).state.as_deref(),
+        Some("Running")
+    );
+    assert_event(&sent[1], "Normal", "Running");
+    assert_event(&sent[2], "Normal", "Recovered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_resource_version_is_a_conflict_and_announces_nothing() {
+    let obj = object(None);
+    let refuse: Answer = Box::new(|sent| {
+        if sent.is_status_apply() {
+            (
+                409,
+                status_body(409, "Conflict", "the object has been modified"),
+            )
+        } else {
+            (201, sent.body.clone())
+        }
+    });
+    let h = Harness::with_api(refuse, vec![Ok(running())]);
+    let err = h.reconcile(&obj).await.expect_err("conflict");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    let sent = h.take();
+    assert_eq!(sent.len(), 1, "the refused apply and no event: {sent:#?}");
+    assert_status_apply(&sent[0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_fence_sends_nothing() {
+    let obj = object(None);
+    let h = Harness::new(&obj, vec![Ok(running())]);
+    h.ctx.fence.close();
+    let err = h.reconcile(&obj).await.expect_err("fenced");
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    assert_eq!(h.service.calls(), 0, "no call without the lease");
+    assert!(
+        h.take().is_empty(),
+        "no write and no event without the lease"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_past_its_unconfirmed_lease_stops_acting() {
+    let obj = object(None);
+    let fence = Arc::new(Fence::leased(Duration::from_secs(10)));
+    fence.confirm(tokio::time::Instant::now());
+    let h = Harness::new(&obj, vec![Ok(running()), Ok(running())]).fenced(fence);
+    h.reconcile(&obj).await.expect("leading");
+    assert_eq!(
+        h.take().len(),
+        2,
+        "write and event while the lease is confirmed"
+    );
+
+    // Paused (or renewals refused) past the validity: nothing more goes out.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let err = h.reconcile(&obj).await.expect_err("fenced");
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    assert_eq!(h.service.calls(), 1);
+    assert!(h.take().is_empty());
+}
