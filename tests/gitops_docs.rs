@@ -244,3 +244,28 @@ fn readme_names_every_example() {
         );
     }
 }
+
+#[test]
+fn readme_lists_every_reason() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let start = readme.find("<!-- reasons -->").expect("reasons marker");
+    let end = readme.find("<!-- /reasons -->").expect("end marker");
+    let listed: BTreeSet<&str> = readme[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| !w.contains(' ') && !w.contains('.'))
+        .collect();
+    let code: BTreeSet<&str> = sparkjobrun_operator::conditions::Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    let listed: BTreeSet<&str> = listed
+        .into_iter()
+        .filter(|w| *w != "pollInterval")
+        .collect();
+    assert_eq!(
+        listed, code,
+        "README reason list and conditions::Reason differ"
+    );
+}

@@ -169,14 +169,12 @@ pub async fn reconcile<S: JobRunService>(
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
     let result = async {
+        let key = object_key(&obj);
         // A replica that is not (or no longer surely) the leader spends no call either.
-        ctx.fence.check(&object_key(&obj))?;
-        let spec = &obj.spec;
-        let old = decide::status_of_run(obj.status.as_ref(), &spec.workspace_id, &spec.job_run_id);
-        let previous = ctx
-            .schedules
-            .get(&object_key(&obj))
-            .map(|s| s.previous(Instant::now()));
+        ctx.fence.check(&key)?;
+        let (ws, jr) = (&obj.spec.workspace_id, &obj.spec.job_run_id);
+        let old = decide::status_of_run(obj.status.as_ref(), ws, jr);
+        let previous = ctx.schedules.get(&key).map(|s| s.previous(Instant::now()));
         let observation = match decide::plan(old, obj.meta().generation, previous) {
             Plan::Wait(d) => return Ok(Action::requeue(d)),
             Plan::Skip => None,
