@@ -56,22 +56,7 @@ pub fn apply_job_run(status: &mut SparkJobRunRefStatus, run: &wire::JobRun) {
         &mut cut,
     );
     if let Some(r) = &run.state_change_reason {
-        let code = non_empty(&r.code);
-        let message = non_empty(&r.message);
-        // Code and message describe one change: replaced together, never mixed across answers.
-        if code.is_some() || message.is_some() {
-            let field = "stateChangeReason.message";
-            status.state_change_reason = Some(StateChangeReason {
-                code: code.map(|c| cut.text("stateChangeReason.code", c, limits::TEXT)),
-                message: match message {
-                    Some(m) => Some(cut.text(field, m, limits::LONG_TEXT)),
-                    None => {
-                        cut.clear(field);
-                        None
-                    }
-                },
-            });
-        }
+        merge_reason(&mut status.state_change_reason, r, &mut cut);
     }
     if let Some(l) = &run.log {
         let log = status.log.get_or_insert_with(DriverLogs::default);
@@ -187,8 +172,17 @@ pub fn apply_job_run(status: &mut SparkJobRunRefStatus, run: &wire::JobRun) {
         limits::TEXT,
         &mut cut,
     );
-    if let Some(d) = &run.job_driver {
-        status.job_driver = Some(job_driver_of(d, &mut cut));
+    if let Some(submit) = run
+        .job_driver
+        .as_ref()
+        .and_then(|d| d.spark_submit.as_ref())
+    {
+        let driver = status.job_driver.get_or_insert_with(JobDriver::default);
+        merge_spark_submit(
+            driver.spark_submit.get_or_insert_with(SparkSubmit::default),
+            submit,
+            &mut cut,
+        );
     }
     if let Some(c) = &run.configuration_overrides
         && let Some(items) = &c.configurations
@@ -197,6 +191,38 @@ pub fn apply_job_run(status: &mut SparkJobRunRefStatus, run: &wire::JobRun) {
     }
     status.truncated = cut.into_list();
     bound_total(status);
+}
+
+/// Code and message describe one change. A half the answer lacks keeps its last value only
+/// when the other half repeats what is known (a partial answer about the same reason); a new
+/// reason replaces both, so halves of two reasons are never mixed.
+fn merge_reason(into: &mut Option<StateChangeReason>, r: &wire::StateChangeReason, cut: &mut Cuts) {
+    const CODE: &str = "stateChangeReason.code";
+    const MESSAGE: &str = "stateChangeReason.message";
+    let code = non_empty(&r.code).map(|c| cut.text(CODE, c, limits::TEXT));
+    let message = non_empty(&r.message).map(|m| cut.text(MESSAGE, m, limits::LONG_TEXT));
+    if code.is_none() && message.is_none() {
+        return;
+    }
+    let old = into.take().unwrap_or(StateChangeReason {
+        code: None,
+        message: None,
+    });
+    let same_code = code.is_some() && code == old.code;
+    let same_message = message.is_some() && message == old.message;
+    let keep =
+        |new: Option<String>, same_other: bool, old: Option<String>, field, cut: &mut Cuts| {
+            new.or_else(|| {
+                if !same_other {
+                    cut.clear(field);
+                }
+                old.filter(|_| same_other)
+            })
+        };
+    *into = Some(StateChangeReason {
+        code: keep(code, same_message, old.code, CODE, cut),
+        message: keep(message, same_code, old.message, MESSAGE, cut),
+    });
 }
 
 /// Which fields were shortened, kept across merges: an entry goes only when its field is
@@ -278,39 +304,40 @@ fn tags_of(tags: &[wire::Tag], cut: &mut Cuts) -> Vec<RunTag> {
     cut.list("tags", tags, limits::TAGS)
 }
 
-fn job_driver_of(d: &wire::JobDriver, cut: &mut Cuts) -> JobDriver {
-    JobDriver {
-        spark_submit: d.spark_submit.as_ref().map(|s| {
-            let args = s.entry_point_arguments.clone().unwrap_or_default();
-            let args = cut
-                .list(
-                    "jobDriver.sparkSubmit.entryPointArguments",
-                    args,
-                    limits::ARGUMENTS,
+/// Field by field, like the top level: a part the answer lacks keeps its last value.
+fn merge_spark_submit(into: &mut SparkSubmit, s: &wire::SparkSubmit, cut: &mut Cuts) {
+    let prefix = "jobDriver.sparkSubmit";
+    merge_text(
+        &mut into.entry_point,
+        &s.entry_point,
+        "jobDriver.sparkSubmit.entryPoint",
+        limits::PATH,
+        cut,
+    );
+    if let Some(args) = s.entry_point_arguments.clone() {
+        into.entry_point_arguments = cut
+            .list(
+                &format!("{prefix}.entryPointArguments"),
+                args,
+                limits::ARGUMENTS,
+            )
+            .into_iter()
+            .map(|a| {
+                cut.text(
+                    "jobDriver.sparkSubmit.entryPointArguments[]",
+                    a,
+                    limits::TEXT,
                 )
-                .into_iter()
-                .map(|a| {
-                    cut.text(
-                        "jobDriver.sparkSubmit.entryPointArguments[]",
-                        a,
-                        limits::TEXT,
-                    )
-                })
-                .collect();
-            SparkSubmit {
-                entry_point: non_empty(&s.entry_point)
-                    .map(|e| cut.text("jobDriver.sparkSubmit.entryPoint", e, limits::PATH)),
-                entry_point_arguments: args,
-                spark_submit_parameters: non_empty(&s.spark_submit_parameters).map(|p| {
-                    cut.text(
-                        "jobDriver.sparkSubmit.sparkSubmitParameters",
-                        p,
-                        limits::LONG_TEXT,
-                    )
-                }),
-            }
-        }),
+            })
+            .collect();
     }
+    merge_text(
+        &mut into.spark_submit_parameters,
+        &s.spark_submit_parameters,
+        "jobDriver.sparkSubmit.sparkSubmitParameters",
+        limits::LONG_TEXT,
+        cut,
+    );
 }
 
 fn configurations_of(items: &[wire::Configuration], cut: &mut Cuts) -> ConfigurationOverrides {
@@ -687,5 +714,174 @@ mod tests {
             Some("True")
         );
         assert_eq!(again.terminal, Some(true));
+    }
+
+    type Edit<'a> = Box<dyn Fn(&mut serde_json::Map<String, serde_json::Value>, &str) + 'a>;
+
+    /// Every field path of the seed answer that is a leaf or a list (lists are replaced whole).
+    fn field_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let Some(obj) = v.as_object() {
+            for (k, child) in obj {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(path.clone());
+                field_paths(child, &path, out);
+            }
+        }
+    }
+
+    fn edit(
+        v: &mut serde_json::Value,
+        path: &str,
+        change: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>, &str),
+    ) {
+        let (parent, key) = match path.rsplit_once('.') {
+            Some((p, k)) => (Some(p), k),
+            None => (None, path),
+        };
+        let mut target = v;
+        for part in parent.into_iter().flat_map(|p| p.split('.')) {
+            target = &mut target[part];
+        }
+        if let Some(obj) = target.as_object_mut() {
+            change(obj, key);
+        }
+    }
+
+    /// A value of another JSON type than `v`'s.
+    fn odd(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(_) => serde_json::json!(["not", "a", "string"]),
+            serde_json::Value::Number(_) => serde_json::json!("not a number"),
+            serde_json::Value::Bool(_) => serde_json::json!("yes"),
+            serde_json::Value::Array(_) => serde_json::json!({"not": "a list"}),
+            _ => serde_json::json!("not an object"),
+        }
+    }
+
+    /// Issue 13: an answer that omits a field, sends it as `null` or in an odd type never
+    /// erases what is known, for every field of the answer; odd types are reported.
+    #[test]
+    fn partial_answers_never_erase_a_field() {
+        let raw: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/get-job-run-seed.json"))
+                .expect("seed");
+        let known = next_status(None, PollOutcome::Run(&seed_run()), ctx(), &now());
+        let mut paths = Vec::new();
+        field_paths(&raw["jobRun"], "", &mut paths);
+        assert!(paths.len() > 25, "{paths:?}");
+        let mut checked = 0;
+        for path in &paths {
+            let original = path.split('.').fold(&raw["jobRun"], |v, k| &v[k]).clone();
+            let variants: [(&str, Edit<'_>); 3] = [
+                (
+                    "omitted",
+                    Box::new(|o, k| {
+                        o.remove(k);
+                    }),
+                ),
+                (
+                    "null",
+                    Box::new(|o, k| {
+                        o.insert(k.to_owned(), serde_json::Value::Null);
+                    }),
+                ),
+                (
+                    "odd",
+                    Box::new(|o, k| {
+                        o.insert(k.to_owned(), odd(&original));
+                    }),
+                ),
+            ];
+            for (variant, change) in &variants {
+                let mut answer = raw.clone();
+                edit(&mut answer["jobRun"], path, change.as_ref());
+                let body = serde_json::to_vec(&answer).expect("encodes");
+                let resp = wire::decode_get_job_run(&body).expect("decodes");
+                let run = resp.job_run.expect("jobRun");
+                let after = next_status(Some(&known), PollOutcome::Run(&run), ctx(), &now());
+                assert_eq!(after, known, "{path} {variant} changed the status");
+                if *variant == "odd" && !original.is_object() {
+                    assert!(
+                        run.undecodable.contains(path),
+                        "{path}: {:?}",
+                        run.undecodable
+                    );
+                } else if *variant != "odd" {
+                    assert!(
+                        run.undecodable.is_empty(),
+                        "{path} {variant}: {:?}",
+                        run.undecodable
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, paths.len() * 3);
+    }
+
+    #[test]
+    fn a_decodable_value_replaces_and_an_ended_run_keeps_its_description() {
+        let known = next_status(None, PollOutcome::Run(&seed_run()), ctx(), &now());
+        let ended = wire::JobRun {
+            state: Some("Success".into()),
+            web_ui: Some("http://history-server".into()),
+            ..wire::JobRun::default()
+        };
+        let after = next_status(Some(&known), PollOutcome::Run(&ended), ctx(), &now());
+        assert_eq!(after.state.as_deref(), Some("Success"));
+        assert_eq!(after.web_ui.as_deref(), Some("http://history-server"));
+        assert_eq!(after.log, known.log, "log paths of the ended run stay");
+        assert_eq!(after.name, known.name);
+        assert_eq!(after.tags, known.tags);
+        assert_eq!(after.submit_time, known.submit_time);
+        // An empty list is a decodable value: the service says there are no tags now.
+        let untagged = wire::JobRun {
+            tags: Some(Vec::new()),
+            ..ended
+        };
+        let after = next_status(Some(&known), PollOutcome::Run(&untagged), ctx(), &now());
+        assert!(after.tags.is_empty());
+    }
+
+    #[test]
+    fn reason_halves_are_kept_only_for_the_same_reason() {
+        let reason = |code: Option<&str>, message: Option<&str>| wire::JobRun {
+            state: Some("Failed".into()),
+            state_change_reason: Some(wire::StateChangeReason {
+                code: code.map(str::to_owned),
+                message: message.map(str::to_owned),
+            }),
+            ..wire::JobRun::default()
+        };
+        let known = next_status(
+            None,
+            PollOutcome::Run(&reason(Some("ERR-1"), Some("oom"))),
+            ctx(),
+            &now(),
+        );
+        let pair = |s: &SparkJobRunRefStatus| {
+            let r = s.state_change_reason.clone().expect("reason");
+            (r.code, r.message)
+        };
+        let some = |v: &str| Some(v.to_owned());
+        for (code, message, want) in [
+            (None, Some("oom"), (some("ERR-1"), some("oom"))),
+            (Some("ERR-1"), None, (some("ERR-1"), some("oom"))),
+            (Some("ERR-2"), None, (some("ERR-2"), None)),
+            (None, Some("disk full"), (None, some("disk full"))),
+            (None, None, (some("ERR-1"), some("oom"))),
+        ] {
+            let after = next_status(
+                Some(&known),
+                PollOutcome::Run(&reason(code, message)),
+                ctx(),
+                &now(),
+            );
+            assert_eq!(pair(&after), want, "{code:?} {message:?}");
+        }
     }
 }
