@@ -113,7 +113,7 @@ pub struct CredentialArgs {
     #[arg(
         long,
         env = "SPARKJOBRUN_IMDS_ENDPOINT",
-        default_value = "http://100.100.100.200"
+        default_value = crate::credentials::imds::DEFAULT_IMDS_ENDPOINT
     )]
     pub imds_endpoint: String,
 }

@@ -276,7 +276,6 @@ impl Default for Timeouts {
 #[derive(Debug, Clone)]
 pub struct HttpJobRunService {
     http: reqwest::Client,
-    user_agent: String,
 }
 
 impl HttpJobRunService {
@@ -286,14 +285,10 @@ impl HttpJobRunService {
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.read)
             .timeout(timeouts.connect + timeouts.read)
-            .user_agent(user_agent.clone())
+            .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { http, user_agent })
-    }
-
-    pub fn user_agent(&self) -> &str {
-        &self.user_agent
+        Ok(Self { http })
     }
 }
 

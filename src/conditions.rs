@@ -149,7 +149,7 @@ fn cond(type_: ConditionType, status: Status, reason: Reason, message: &str) -> 
         message: message.to_owned(),
     }
 }
-/// The job-outcome conditions for what is known (the design doc's table).
+/// The job-outcome conditions for what is known (the table in the README's Conditions section).
 pub fn outcome(knowledge: &Knowledge<'_>, job_run_id: &str) -> Vec<Desired> {
     match knowledge {
         Knowledge::Nothing => {
@@ -301,7 +301,7 @@ mod tests {
         }
     }
 
-    /// The design doc's table, row by row.
+    /// The README's conditions table, row by row.
     #[test]
     fn outcome_table() {
         let in_progress = vec![

@@ -108,11 +108,6 @@ impl Refresher {
         })
     }
 
-    /// When the cached credentials expire, if there are any.
-    pub fn expiration(&self) -> Option<Timestamp> {
-        self.snapshot().map(|c| c.temporary.expiration)
-    }
-
     /// Forgets the cached credentials, e.g. after the service answered that the token expired.
     pub fn invalidate(&self) {
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = None;

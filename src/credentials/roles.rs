@@ -107,10 +107,6 @@ impl RoleAssumer {
         self.settings.allow.allows(role_arn)
     }
 
-    pub fn settings(&self) -> &StsSettings {
-        &self.settings
-    }
-
     /// Cached entries (for tests and metrics).
     pub fn cached(&self) -> usize {
         self.cache.len()

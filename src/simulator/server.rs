@@ -152,11 +152,6 @@ impl SimulatorHandle {
         Ok(())
     }
 
-    /// Forgets a run; later calls for it answer not found. Whether it existed.
-    pub fn remove_run(&self, job_run_id: &str) -> bool {
-        self.shared.lock().runs.remove(job_run_id).is_some()
-    }
-
     /// Injects a fault and returns its id.
     pub fn inject(&self, fault: Fault) -> Result<u64, FaultError> {
         fault.validate()?;

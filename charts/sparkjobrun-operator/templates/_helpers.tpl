@@ -81,8 +81,9 @@ more than one replica runs. Two replicas without it would both poll and write st
 {{- end }}
 
 {{/*
-The rules the operator needs on SparkJobRunRef objects, Secrets and Events: the same set the
-end-to-end suite grants (tests/e2e/operator-rbac.yaml), so what is tested is what is installed.
+The rules the operator needs on SparkJobRunRef objects, Secrets and Events. tests/chart.rs checks
+them against the hand-written list in tests/e2e/operator-rbac.yaml, and the end-to-end suite runs
+the operator as the ServiceAccount this chart creates, so what is tested is what is installed.
 Secrets are read by name only, when an object names one: no list, no watch.
 */}}
 {{- define "sparkjobrun-operator.rules" -}}
