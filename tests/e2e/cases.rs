@@ -825,3 +825,84 @@ pub async fn cancel_failed_and_unknown_states(env: &'static Env) -> Result<(), S
     }
     Ok(())
 }
+
+/// Hardening 9.1: a reconcile still waiting for a slow answer about the old run must not write
+/// that run's result onto an object deleted and recreated under the same name for another run.
+pub async fn recreated_object_never_shows_the_old_run(env: &'static Env) -> Result<(), String> {
+    let ns = env.namespace("recreate").await?;
+    let old = unique("jr-old");
+    let new = unique("jr-new");
+    env.sim
+        .add_run(held(&old, "Success"))
+        .map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(held(&new, "Running"))
+        .map_err(|e| e.to_string())?;
+    // Slower than the delete and create below, faster than the operator's read timeout.
+    env.sim
+        .inject(Fault {
+            kind: FaultKind::Slow { delay_ms: 2_500 },
+            job_run_id: Some(old.clone()),
+            times: Some(1),
+        })
+        .map_err(|e| e.to_string())?;
+    // Every version of the object the API server stores, from a watch: a wrong status that
+    // is corrected a moment later must still count.
+    let versions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watch = {
+        let versions = versions.clone();
+        let config = kube::runtime::watcher::Config::default().fields("metadata.name=same");
+        let stream = kube::runtime::watcher(env.runs(&ns), config);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Ok(
+                    kube::runtime::watcher::Event::Apply(o)
+                    | kube::runtime::watcher::Event::InitApply(o),
+                ) = event
+                {
+                    let status = o.status.unwrap_or_default();
+                    if let Ok(mut v) = versions.lock() {
+                        v.push((o.metadata.uid, status.job_run_id, status.state));
+                    }
+                }
+            }
+        })
+    };
+    env.create(&ns, "same", spec(&old)).await?;
+    wait_for("the slow call for the old run", T, || async {
+        Ok((env.sim.calls_for(&old) >= 1).then_some(()))
+    })
+    .await?;
+    env.runs(&ns)
+        .delete("same", &kube::api::DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    env.create(&ns, "same", spec(&new)).await?;
+    let new_uid = env.get(&ns, "same").await?.metadata.uid;
+    wait_state(env, &ns, "same", "Running").await?;
+    // Well past the moment the slow answer came back.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    watch.abort();
+    let seen = versions.lock().map(|v| v.clone()).unwrap_or_default();
+    let wrong: Vec<_> = seen
+        .iter()
+        .filter(|(uid, jr, state)| {
+            *uid == new_uid
+                && (state.as_deref() == Some("Success") || jr.as_deref() == Some(old.as_str()))
+        })
+        .collect();
+    ensure(wrong.is_empty(), || {
+        format!("the recreated object showed the old run: {wrong:?} (all versions: {seen:?})")
+    })?;
+    let s = env.status(&ns, "same").await?;
+    ensure(
+        condition(&s, "Succeeded").map(|c| c.0) == Some("Unknown"),
+        || format!("{:?}", s.conditions),
+    )?;
+    ensure(env.sim.calls_for(&old) == 1, || {
+        format!("old run called {} times", env.sim.calls_for(&old))
+    })?;
+    Ok(())
+}

@@ -28,6 +28,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
             cases::invalid_specs_are_refused(e).boxed()
         }),
         ("run_that_succeeds", |e| cases::run_that_succeeds(e).boxed()),
+        ("recreated_object_never_shows_the_old_run", |e| {
+            cases::recreated_object_never_shows_the_old_run(e).boxed()
+        }),
         ("run_that_fails", |e| cases::run_that_fails(e).boxed()),
         ("job_run_not_found", |e| cases::job_run_not_found(e).boxed()),
         ("wrong_credentials_then_fixed", |e| {
