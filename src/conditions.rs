@@ -59,7 +59,7 @@ vocabulary! {
         Polled,
         Throttled, ServiceUnavailable, EndpointUnreachable, InvalidResponse, Unauthorized,
         ClockSkew, Forbidden, BadRequest,
-        SecretNotFound, SecretUnreadable, SecretKeyMissing, CredentialsMissing,
+        SecretNotFound, SecretNotOptedIn, SecretUnreadable, SecretKeyMissing, CredentialsMissing,
         CredentialsUnavailable, OidcTokenUnreadable, StsError, RoleNotAllowed,
         RegionMissing, EndpointNotAllowed, InvalidSpec, InvalidObject,
         /// Writing the status to the API server failed (events only: nothing was written).

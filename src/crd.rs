@@ -132,7 +132,8 @@ pub struct CredentialsSource {
     pub role_arn: Option<String>,
 }
 
-/// A Secret in the object's own namespace.
+/// A Secret in the object's own namespace. It is used only when its owner labelled (or
+/// annotated) it emrspark.io/credentials: "true".
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretReference {

@@ -22,6 +22,15 @@ pub enum Error {
         namespace: String,
         name: String,
     },
+    #[error(
+        "Secret {namespace}/{name} referenced by {object} is not marked for the operator: its owner opts in with the label or annotation {opt_in}=\"true\"",
+        opt_in = crate::credentials::SECRET_OPT_IN
+    )]
+    SecretNotOptedIn {
+        object: String,
+        namespace: String,
+        name: String,
+    },
     #[error("reading Secret {namespace}/{name} for {object}: {source}")]
     SecretRead {
         object: String,
@@ -88,6 +97,7 @@ impl Error {
         match self {
             Self::GetJobRun { source, .. } => api_reason(source.kind),
             Self::SecretNotFound { .. } => Reason::SecretNotFound,
+            Self::SecretNotOptedIn { .. } => Reason::SecretNotOptedIn,
             Self::SecretRead { .. } => Reason::SecretUnreadable,
             Self::Credentials { source, .. } => source.reason(),
             Self::RoleNotAllowed { .. } => Reason::RoleNotAllowed,
@@ -105,7 +115,8 @@ impl Error {
         match self {
             Self::GetJobRun { source, .. } => source.kind.retry_class(),
             Self::Credentials { source, .. } => source.retry_class(),
-            Self::SecretNotFound { .. } => RetryClass::Missing,
+            // Labelling the Secret fixes it: noticed soon, like a Secret created late.
+            Self::SecretNotFound { .. } | Self::SecretNotOptedIn { .. } => RetryClass::Missing,
             Self::RoleNotAllowed { .. } => RetryClass::Permanent,
             Self::SecretRead { .. }
             | Self::StatusPatch { .. }

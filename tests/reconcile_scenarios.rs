@@ -15,7 +15,9 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use sparkjobrun_operator::client::{ApiError, ApiErrorKind, GetJobRunRequest, JobRunService};
 use sparkjobrun_operator::config::Settings;
-use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
+use sparkjobrun_operator::crd::{
+    CredentialsSource, SecretReference, SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus,
+};
 use sparkjobrun_operator::credentials::{CredentialProvider, CredentialsError};
 use sparkjobrun_operator::error::Error;
 use sparkjobrun_operator::reconcile::fence::Fence;
@@ -564,4 +566,52 @@ async fn a_leader_past_its_unconfirmed_lease_stops_acting() {
     assert!(matches!(err, Error::Fenced { .. }), "{err}");
     assert_eq!(h.service.calls(), 1);
     assert!(h.take().is_empty());
+}
+
+/// Hardening 9.8(b): naming a Secret is not enough. A tenant who cannot read Secrets must not
+/// get the operator to use one its owner did not mark for it (a confused deputy).
+#[tokio::test(start_paused = true)]
+async fn a_secret_is_used_only_when_it_opts_in() {
+    let secret = |opted_in: bool| {
+        let mut meta = json!({"name": "ak", "namespace": "data"});
+        if opted_in {
+            meta["labels"] = json!({"emrspark.io/credentials": "true"});
+        }
+        // "QUtJRA==" is base64 of "AKID", "c2VjcmV0" of "secret".
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+               "data": {"accessKeyId": "QUtJRA==", "accessKeySecret": "c2VjcmV0"}})
+    };
+    for opted_in in [false, true] {
+        let mut obj = object(None);
+        obj.spec.credentials = Some(CredentialsSource {
+            secret_ref: Some(SecretReference { name: "ak".into() }),
+            ..CredentialsSource::default()
+        });
+        let accept = accepting(obj.clone());
+        let answer: Answer = Box::new(move |sent| {
+            if sent.method == "GET" && sent.path == "/api/v1/namespaces/data/secrets/ak" {
+                (200, secret(opted_in))
+            } else {
+                accept(sent)
+            }
+        });
+        let h = Harness::with_api(answer, vec![Ok(running())]);
+        h.reconcile(&obj).await.expect("reconciles");
+        let sent = h.take();
+        assert_eq!(sent[0].method, "GET", "{sent:#?}");
+        let status = &sent[1].body["status"];
+        if opted_in {
+            assert_eq!(h.service.calls.lock().expect("calls")[0].1, "AKID");
+            assert_eq!(condition(status, "Synced"), ("True", "Polled"));
+        } else {
+            assert_eq!(h.service.calls(), 0, "the Secret's key was not used");
+            assert_eq!(condition(status, "Synced"), ("False", "SecretNotOptedIn"));
+            let message = status["conditions"].to_string();
+            assert!(message.contains("emrspark.io/credentials"), "{message}");
+            assert!(
+                !message.contains("accessKeyId"),
+                "no word on what the Secret holds: {message}"
+            );
+        }
+    }
 }

@@ -172,6 +172,22 @@ pub fn from_env(
     }
 }
 
+/// The label (or annotation) by which a Secret's owner lets the operator use it. Without it,
+/// naming a Secret in `secretRef` gets nothing from it: someone allowed to create
+/// SparkJobRunRefs but not to read Secrets cannot borrow another workload's keys.
+pub const SECRET_OPT_IN: &str = "emrspark.io/credentials";
+
+/// Whether a Secret with these labels and annotations opted in (value `"true"`).
+pub fn secret_opted_in(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    [labels, annotations]
+        .into_iter()
+        .flatten()
+        .any(|m| m.get(SECRET_OPT_IN).is_some_and(|v| v == "true"))
+}
+
 /// Reads credentials from a Secret's decoded `data`.
 pub fn from_secret_data(
     namespace: &str,
@@ -273,5 +289,23 @@ mod tests {
                 ..
             }
         ));
+    }
+}
+
+#[cfg(test)]
+mod opt_in_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn only_a_true_label_or_annotation_opts_in() {
+        let map = |v: &str| BTreeMap::from([(SECRET_OPT_IN.to_owned(), v.to_owned())]);
+        assert!(secret_opted_in(Some(&map("true")), None));
+        assert!(secret_opted_in(None, Some(&map("true"))));
+        assert!(!secret_opted_in(None, None));
+        assert!(!secret_opted_in(Some(&map("yes")), Some(&map("TRUE"))));
+        let other = BTreeMap::from([("app".to_owned(), "true".to_owned())]);
+        assert!(!secret_opted_in(Some(&other), Some(&other)));
     }
 }

@@ -139,7 +139,8 @@ fn is_expired_token(e: &ApiError) -> bool {
             .is_some_and(|c| c.starts_with("InvalidSecurityToken"))
 }
 
-/// The credentials in the object's Secret `name`: one `get`, same namespace, no list or watch.
+/// The credentials in the object's Secret `name`: one `get`, same namespace, no list or watch;
+/// used only when the Secret opted in (nothing of its data is looked at otherwise).
 async fn secret_credentials<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
@@ -162,6 +163,16 @@ async fn secret_credentials<S: JobRunService>(
         namespace: namespace.clone(),
         name: name.to_owned(),
     })?;
+    if !credentials::secret_opted_in(
+        secret.metadata.labels.as_ref(),
+        secret.metadata.annotations.as_ref(),
+    ) {
+        return Err(Error::SecretNotOptedIn {
+            object,
+            namespace,
+            name: name.to_owned(),
+        });
+    }
     let data = secret
         .data
         .unwrap_or_default()

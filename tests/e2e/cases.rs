@@ -414,7 +414,7 @@ pub async fn run_that_succeeds(env: &'static Env) -> Result<(), String> {
     })?;
 
     // One event per transition, no more.
-    let events = env.events(&ns, "ok").await?;
+    let events = env.events_once(&ns, "ok", "Succeeded").await?;
     let reasons: Vec<String> = events
         .iter()
         .map(|e| e.reason.clone().unwrap_or_default())
@@ -495,7 +495,7 @@ pub async fn run_that_fails(env: &'static Env) -> Result<(), String> {
     ensure(reason.code.as_deref() == Some("ERR-200001"), || {
         format!("stateChangeReason {reason:?}")
     })?;
-    let events = env.events(&ns, "bad").await?;
+    let events = env.events_once(&ns, "bad", "Failed").await?;
     let failed_event = events
         .iter()
         .find(|e| e.reason.as_deref() == Some("Failed"));
@@ -524,7 +524,7 @@ pub async fn job_run_not_found(env: &'static Env) -> Result<(), String> {
         condition(&s, "Synced").map(|c| (c.0, c.1)) == Some(("False", "JobRunNotFound")),
         || format!("{:?}", condition(&s, "Synced")),
     )?;
-    let events = env.events(&ns, "ghost").await?;
+    let events = env.events_once(&ns, "ghost", "JobRunNotFound").await?;
     ensure(
         events
             .iter()
@@ -586,8 +586,16 @@ pub async fn wrong_credentials_then_fixed(env: &'static Env) -> Result<(), Strin
     .await?;
     wait_synced(env, &ns, "creds", "True", "Polled").await?;
     let s = wait_state(env, &ns, "creds", "Running").await?;
+    // Events follow the status write that records them: wait for the recovery's.
+    let events = wait_for("the Recovered event", T, || async {
+        let events = env.events(&ns, "creds").await?;
+        let recovered = events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Recovered"));
+        Ok(recovered.then_some(events))
+    })
+    .await?;
     // No secret value in status or events.
-    let events = env.events(&ns, "creds").await?;
     let dump = format!(
         "{}{}",
         serde_json::to_string(&s).unwrap_or_default(),

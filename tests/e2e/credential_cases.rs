@@ -250,7 +250,7 @@ pub async fn rrsa_refresh_and_rotation(env: &'static Env) -> Result<(), String> 
             .any(|l| l.contains("operator credentials source") && l.contains("oidc")),
         || format!("the log does not name the credential source:\n{log}"),
     )?;
-    let events = env.events(&ns, "rrsa").await?;
+    let events = env.events_once(&ns, "rrsa", "Succeeded").await?;
     let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
     ensure(reasons == ["Running", "Succeeded"], || {
         format!("events: {reasons:?}")
@@ -488,7 +488,7 @@ pub async fn cross_account_roles(env: &'static Env) -> Result<(), String> {
                 format!("{name}: message {message:?} lacks {needle}")
             })?;
         }
-        let events = env.events(&ns, name).await?;
+        let events = env.events_once(&ns, name, reason).await?;
         ensure(
             events.iter().any(|e| e.reason.as_deref() == Some(*reason)),
             || format!("{name}: no {reason} event"),

@@ -325,7 +325,7 @@ pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
         condition(&s, "Succeeded").map(|c| c.0) == Some("True"),
         || format!("{:?}", s.conditions),
     )?;
-    let events = env.events(&ns, "ha").await?;
+    let events = env.events_once(&ns, "ha", "Succeeded").await?;
     let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
     ensure(reasons == ["Submitted", "Running", "Succeeded"], || {
         format!("events after failover: {reasons:?}")

@@ -219,7 +219,8 @@ impl Env {
         }
         let secret: Secret = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": ns},
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"emrspark.io/credentials": "true"}},
             "stringData": string_data,
         }))
         .map_err(err)?;
@@ -235,6 +236,26 @@ impl Env {
     }
 
     /// Events about one object, oldest first.
+    /// The object's events once one with `reason` is there: events are published after the
+    /// status write that records them, so a status seen does not mean its events are.
+    pub async fn events_once(
+        &self,
+        ns: &str,
+        name: &str,
+        reason: &str,
+    ) -> Result<Vec<KubeEvent>, String> {
+        wait_for(
+            &format!("an event {reason}"),
+            Duration::from_secs(30),
+            || async {
+                let events = self.events(ns, name).await?;
+                let there = events.iter().any(|e| e.reason.as_deref() == Some(reason));
+                Ok(there.then_some(events))
+            },
+        )
+        .await
+    }
+
     pub async fn events(&self, ns: &str, name: &str) -> Result<Vec<KubeEvent>, String> {
         let api: Api<KubeEvent> = Api::namespaced(self.admin.clone(), ns);
         let mut list: Vec<KubeEvent> = api
