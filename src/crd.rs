@@ -89,11 +89,12 @@ pub struct SparkJobRunRefSpec {
 
     /// Overrides the service endpoint for this run, e.g. the VPC endpoint
     /// https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com. Only https endpoints under
-    /// aliyuncs.com are accepted, so the operator's credentials cannot be sent elsewhere.
+    /// aliyuncs.com are accepted, so the operator's credentials cannot be sent elsewhere; a port
+    /// is 1-65535 without leading zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(
-            pattern = r"^https://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+aliyuncs\.com(:[0-9]{1,5})?/?$"
+            pattern = r"^https://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+aliyuncs\.com(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$"
         ),
         length(max = 253)
     )]
@@ -113,6 +114,7 @@ pub struct SparkJobRunRefSpec {
 
 /// Where the AccessKey for this run comes from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.secretRef) || has(self.roleArn)").message("credentials needs secretRef or roleArn; leave it out to use the operator's own"))]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSource {
     /// A Secret in the same namespace with keys accessKeyId, accessKeySecret and optionally
@@ -123,10 +125,11 @@ pub struct CredentialsSource {
     /// A RAM role (possibly in another account) to assume with STS AssumeRole, on top of the
     /// Secret's identity or, without secretRef, the operator's own. The operator only assumes
     /// roles matching its --assume-role-allow patterns; the role's trust policy must trust the
-    /// base identity. Session name: sparkjobrun.<namespace>.
+    /// base identity. Session name: sparkjobrun.<namespace>. Role names have at most 64
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        regex(pattern = r"^acs:ram::[0-9]+:role/[A-Za-z0-9._@-]+$"),
+        regex(pattern = r"^acs:ram::[0-9]+:role/[A-Za-z0-9._@-]{1,64}$"),
         length(min = 16, max = 128)
     )]
     pub role_arn: Option<String>,
@@ -409,7 +412,8 @@ mod tests {
             "regionId is immutable",
             r#""x-kubernetes-list-type":"map""#,
             "pollInterval must be between 1s and 24h",
-            r#""pattern":"^acs:ram::[0-9]+:role/[A-Za-z0-9._@-]+$""#,
+            r#""pattern":"^acs:ram::[0-9]+:role/[A-Za-z0-9._@-]{1,64}$""#,
+            "credentials needs secretRef or roleArn",
         ] {
             assert!(json.contains(needle), "CRD lacks {needle}");
         }

@@ -276,7 +276,30 @@ pub async fn invalid_specs_are_refused(env: &'static Env) -> Result<(), String> 
             doc("bad-n", &format!("{ok_ids}  color: blue\n")),
             "unknown field \"spec.color\"",
         ),
+        (
+            doc("bad-o", &format!("{ok_ids}  credentials: {{}}\n")),
+            "credentials needs secretRef or roleArn",
+        ),
     ];
+    let mut cases = cases;
+    let host = "https://emr-serverless-spark.cn-hangzhou.aliyuncs.com";
+    for (i, port) in [":0", ":065", ":65536", ":99999"].iter().enumerate() {
+        cases.push((
+            doc(
+                &format!("bad-port-{i}"),
+                &format!("{ok_ids}  endpoint: {host}{port}\n"),
+            ),
+            "spec.endpoint",
+        ));
+    }
+    let long_role = format!("acs:ram::1234567890123456:role/{}", "r".repeat(65));
+    cases.push((
+        doc(
+            "bad-role",
+            &format!("{ok_ids}  credentials:\n    roleArn: {long_role}\n"),
+        ),
+        "spec.credentials.roleArn",
+    ));
     let mut failures = Vec::new();
     for (yaml, needle) in &cases {
         let (ok, out, errs) = env
