@@ -342,6 +342,15 @@ async fn first_observation_writes_status_then_announces_the_state() {
         due >= Duration::from_secs(27) && due <= Duration::from_secs(33),
         "{due:?}"
     );
+    // Per-object identities never become metric labels (cardinality, and tenants' names).
+    let metrics = h.ctx.render_metrics().expect("renders");
+    assert!(
+        metrics.contains("sparkjobrun_status_writes_total 1"),
+        "{metrics}"
+    );
+    for name in ["jr-1", "w-1", "\"data\"", "\"run\"", "nightly"] {
+        assert!(!metrics.contains(name), "{name} in\n{metrics}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
