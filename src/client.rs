@@ -133,9 +133,10 @@ impl ApiError {
     /// A message for the status condition: code and message, no request id (which changes on
     /// every call and would cause a write per poll).
     pub fn condition_message(&self) -> String {
+        use crate::conditions::SERVICE_FAILURE;
         let mut msg = match &self.code {
-            Some(code) => format!("GetJobRun failed: {code}: {}", self.message),
-            None => format!("GetJobRun failed: {}", self.message),
+            Some(code) => format!("{SERVICE_FAILURE}{code}: {}", self.message),
+            None => format!("{SERVICE_FAILURE}{}", self.message),
         };
         if self.kind == ApiErrorKind::ClockSkew {
             msg.push_str(

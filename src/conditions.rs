@@ -252,9 +252,13 @@ pub fn materialize(
         .map(|d| {
             let old = existing.iter().find(|c| c.type_ == d.type_.as_str());
             let same_status = old.is_some_and(|o| o.status == d.status.as_str());
+            // A repeated problem keeps its first wording (no write per poll for a message that
+            // varies), but only while the service's code is the same.
             let keep_message = d.type_ == SYNCED
                 && old.is_some_and(|o| {
-                    o.status == d.status.as_str() && o.reason == d.reason.as_str()
+                    o.status == d.status.as_str()
+                        && o.reason == d.reason.as_str()
+                        && service_code(&o.message) == service_code(&d.message)
                 });
             Condition {
                 type_: d.type_.as_str().to_owned(),
@@ -281,6 +285,15 @@ pub fn materialize(
     out
 }
 
+/// How a `Synced` message about a service error starts; the service's code follows it.
+pub const SERVICE_FAILURE: &str = "GetJobRun failed: ";
+
+/// The service's error code in a `Synced` message ("GetJobRun failed: CODE: ..."), if any.
+fn service_code(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix(SERVICE_FAILURE)?;
+    rest.split_once(": ").map(|(code, _)| code)
+}
+
 pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
     conditions.iter().find(|c| c.type_ == type_.as_str())
 }
@@ -288,6 +301,41 @@ pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hardening 9.9: a Synced message must not stay at an old service code.
+    #[test]
+    fn synced_message_follows_the_service_code() {
+        let t0 = Time(jiff::Timestamp::UNIX_EPOCH);
+        let failed = |message: &str| {
+            vec![synced(&Sync::Failed {
+                reason: Reason::Unauthorized,
+                message,
+            })]
+        };
+        let first = materialize(
+            &[],
+            failed("GetJobRun failed: InvalidAccessKeyId.NotFound: no such key"),
+            Some(1),
+            &t0,
+        );
+        let same_code = materialize(
+            &first,
+            failed("GetJobRun failed: InvalidAccessKeyId.NotFound: no such key (again)"),
+            Some(1),
+            &t0,
+        );
+        assert_eq!(same_code, first, "same code: the message stays, no write");
+        let other = materialize(
+            &first,
+            failed("GetJobRun failed: SignatureDoesNotMatch: bad signature"),
+            Some(1),
+            &t0,
+        );
+        assert_eq!(
+            other[0].message,
+            "GetJobRun failed: SignatureDoesNotMatch: bad signature"
+        );
+    }
 
     fn statuses(d: &[Desired]) -> Vec<(ConditionType, Status)> {
         d.iter().map(|c| (c.type_, c.status)).collect()
