@@ -131,8 +131,7 @@ async fn watch_loss(
     }
 }
 
-/// Reads the Lease every `period`. When it shows a renewal by `identity` not seen before, the
-/// fence is confirmed as of the previous read's send time: the renewal happened after that.
+/// Reads the Lease every `period` and confirms the fence through [`Renewals`].
 async fn confirm_renewals(
     api: Api<Lease>,
     name: String,
@@ -140,41 +139,85 @@ async fn confirm_renewals(
     fence: Arc<Fence>,
     period: Duration,
 ) {
-    let mut seen: Option<String> = None;
     // The lease cannot have been renewed by this process before it started.
-    let mut previous_send: Option<Instant> = Some(Instant::now());
+    let mut renewals = Renewals::new(Instant::now());
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let sent = Instant::now();
-        let renewal = match api.get_opt(&name).await {
-            Ok(lease) => lease.and_then(|l| l.spec).and_then(|s| {
+        let read = match api.get_opt(&name).await {
+            Ok(lease) => Some(lease.and_then(|l| l.spec).and_then(|s| {
                 let holder = s.holder_identity?;
                 let renewed = s.renew_time?;
                 (holder == identity).then(|| renewed.0.to_string())
-            }),
+            })),
             Err(e) => {
                 warn!(error = %e, "reading the leader lease failed; the fence closes unless a renewal is seen in time");
-                previous_send = Some(sent);
-                continue;
+                None
             }
         };
-        if let (Some(r), Some(at)) = (&renewal, previous_send)
-            && seen.as_ref() != Some(r)
-        {
+        if let Some(at) = renewals.observe(sent, read) {
             fence.confirm(at);
         }
-        if renewal.is_some() {
-            seen = renewal;
+    }
+}
+
+/// What the Lease reads have shown, pure. A renewal by this replica not seen before happened
+/// after the send time of the last read that *answered* without it; a failed read proves
+/// nothing, so it never moves that time (else a renewal older than the failed read could be
+/// dated after it and keep the fence open past the lease).
+#[derive(Debug)]
+struct Renewals {
+    seen: Option<String>,
+    last_answered: Instant,
+}
+
+impl Renewals {
+    fn new(start: Instant) -> Self {
+        Self {
+            seen: None,
+            last_answered: start,
         }
-        previous_send = Some(sent);
+    }
+
+    /// `read`: `None` when the read failed, else this replica's renewTime if it holds the lease.
+    /// Returns the instant to confirm the fence at, if the read shows a new renewal.
+    fn observe(&mut self, sent: Instant, read: Option<Option<String>>) -> Option<Instant> {
+        let renewal = read?;
+        let confirm = renewal
+            .as_ref()
+            .filter(|r| self.seen.as_ref() != Some(*r))
+            .map(|_| self.last_answered);
+        if renewal.is_some() {
+            self.seen = renewal;
+        }
+        self.last_answered = sent;
+        confirm
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewal_is_dated_after_the_last_answered_read_only() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut r = Renewals::new(t0);
+        assert_eq!(r.observe(at(1), Some(None)), None, "not holding");
+        assert_eq!(r.observe(at(2), None), None, "failed read");
+        // Seen at the read sent at 3: renewed after 1 (the last read that answered), not 2.
+        assert_eq!(r.observe(at(3), Some(Some("r1".into()))), Some(at(1)));
+        assert_eq!(
+            r.observe(at(4), Some(Some("r1".into()))),
+            None,
+            "same renewal"
+        );
+        assert_eq!(r.observe(at(5), Some(Some("r2".into()))), Some(at(4)));
+        assert_eq!(r.observe(at(6), Some(None)), None, "lease taken over");
+    }
 
     /// The fence must outlast the renewal period plus one read, and end before the lease does.
     #[test]
