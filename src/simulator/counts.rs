@@ -11,6 +11,8 @@ pub const ACCEPTED: &str = "Accepted";
 pub const HTML_ERROR_PAGE: &str = "HtmlErrorPage";
 /// Outcome key of the truncated JSON fault (answered 200, but unusable).
 pub const MALFORMED_JSON: &str = "MalformedJson";
+/// Outcome key of the partial answer fault (answered 200 with fields left out or mistyped).
+pub const PARTIAL: &str = "Partial";
 
 /// Counts of service calls (the `/_sim/` admin API is not counted).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

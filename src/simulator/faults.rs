@@ -39,6 +39,15 @@ pub enum FaultKind {
     NotFound,
     /// 403 `Forbidden.RAM` with `AccessDeniedDetail` naming `emr-serverless-spark:GetJobRun`.
     ForbiddenRam,
+    /// 200 with the run's normal answer, minus the `jobRun` fields in `omit` and with those in
+    /// `set` replaced (any JSON, so also `null` or a value of the wrong type): the answers a
+    /// degraded backend or an older API version gives.
+    Partial {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        omit: Vec<String>,
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        set: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 fn default_throttling_status() -> u16 {
@@ -75,6 +84,10 @@ pub enum FaultError {
     DelayTooLong(u64),
     #[error("jobRunId must not be empty (leave it out for a fault on every run)")]
     EmptyJobRunId,
+    #[error("a partial answer needs at least one field in omit or set")]
+    EmptyPartial,
+    #[error("a partial answer cannot omit or set {0:?}, which identifies the run")]
+    PartialIdentity(String),
 }
 
 /// Longest injectable delay: long enough for any client timeout, short enough not to wedge CI.
@@ -119,6 +132,19 @@ impl Fault {
             FaultKind::Slow { delay_ms } if *delay_ms > MAX_DELAY_MS => {
                 return Err(FaultError::DelayTooLong(*delay_ms));
             }
+            FaultKind::Partial { omit, set } => {
+                if omit.is_empty() && set.is_empty() {
+                    return Err(FaultError::EmptyPartial);
+                }
+                // Without these the answer is about no run at all, which is another fault.
+                if let Some(key) = omit
+                    .iter()
+                    .chain(set.keys())
+                    .find(|k| matches!(k.as_str(), "jobRunId" | "workspaceId" | "state"))
+                {
+                    return Err(FaultError::PartialIdentity(key.clone()));
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -135,6 +161,29 @@ pub enum FaultAnswer {
     Error(ServiceError),
     HtmlErrorPage,
     MalformedJson,
+    /// The normal answer with these `jobRun` fields removed and these set.
+    Partial {
+        omit: Vec<String>,
+        set: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl FaultAnswer {
+    /// Applies a partial answer to a normal success body; other answers replace it whole.
+    pub fn degrade(
+        omit: &[String],
+        set: &serde_json::Map<String, serde_json::Value>,
+        body: &mut serde_json::Value,
+    ) {
+        if let Some(run) = body.get_mut("jobRun").and_then(|r| r.as_object_mut()) {
+            for key in omit {
+                run.remove(key);
+            }
+            for (key, value) in set {
+                run.insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 impl FaultKind {
@@ -153,6 +202,10 @@ impl FaultKind {
             Self::MalformedJson => FaultAnswer::MalformedJson,
             Self::NotFound => FaultAnswer::Error(ServiceError::job_run_not_found(job_run_id)),
             Self::ForbiddenRam => FaultAnswer::Error(ServiceError::forbidden_ram(access_key_id)),
+            Self::Partial { omit, set } => FaultAnswer::Partial {
+                omit: omit.clone(),
+                set: set.clone(),
+            },
         })
     }
 }
@@ -297,6 +350,16 @@ mod tests {
                 .expect("decodes");
             assert_eq!(back, want, "round trip {json}");
         }
+        let partial: Fault = serde_json::from_str(
+            r#"{"kind":"partial","omit":["log"],"set":{"submitTime":"yesterday","tags":{}}}"#,
+        )
+        .expect("partial");
+        let FaultKind::Partial { omit, set } = &partial.kind else {
+            panic!("{partial:?}");
+        };
+        assert_eq!(omit, &["log".to_owned()]);
+        assert_eq!(set["submitTime"], "yesterday");
+        assert!(set["tags"].is_object());
         let yaml: Fault =
             serde_yaml::from_str("kind: htmlErrorPage\njobRunId: jr-2\n").expect("yaml");
         assert_eq!(yaml, Fault::new(FaultKind::HtmlErrorPage).for_run("jr-2"));
@@ -341,6 +404,27 @@ mod tests {
         for (fault, want) in cases {
             assert_eq!(fault.validate().err(), want, "{fault:?}");
         }
+        let partial = |omit: &[&str], set: &[&str]| {
+            Fault::new(FaultKind::Partial {
+                omit: omit.iter().map(|s| (*s).to_owned()).collect(),
+                set: set
+                    .iter()
+                    .map(|k| ((*k).to_owned(), serde_json::Value::Null))
+                    .collect(),
+            })
+            .validate()
+            .err()
+        };
+        assert_eq!(partial(&["log"], &["name"]), None);
+        assert_eq!(partial(&[], &[]), Some(FaultError::EmptyPartial));
+        assert_eq!(
+            partial(&["log"], &["jobRunId"]),
+            Some(FaultError::PartialIdentity("jobRunId".into()))
+        );
+        assert_eq!(
+            partial(&["state"], &[]),
+            Some(FaultError::PartialIdentity("state".into()))
+        );
     }
 
     #[test]
@@ -377,6 +461,30 @@ mod tests {
         assert_eq!(
             FaultKind::MalformedJson.answer("a", "b"),
             Some(FaultAnswer::MalformedJson)
+        );
+    }
+
+    #[test]
+    fn partial_answer_removes_and_replaces_run_fields_only() {
+        let mut body = serde_json::json!({
+            "requestId": "r",
+            "jobRun": {"jobRunId": "jr-1", "state": "Running", "log": {"driverStdOut": "x"},
+                       "name": "n", "tags": [{"key": "k", "value": "v"}]},
+        });
+        let set: serde_json::Map<_, _> = [
+            ("tags".to_owned(), serde_json::json!({"k": "v"})),
+            ("name".to_owned(), serde_json::Value::Null),
+        ]
+        .into_iter()
+        .collect();
+        FaultAnswer::degrade(&["log".to_owned()], &set, &mut body);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "requestId": "r",
+                "jobRun": {"jobRunId": "jr-1", "state": "Running", "name": null,
+                           "tags": {"k": "v"}},
+            })
         );
     }
 

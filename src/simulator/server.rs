@@ -162,6 +162,11 @@ impl SimulatorHandle {
         self.shared.lock().faults.clear();
     }
 
+    /// Removes one fault, leaving the others (e.g. those of concurrent tests) in place.
+    pub fn remove_fault(&self, id: u64) -> bool {
+        self.shared.lock().faults.remove(id)
+    }
+
     pub fn faults(&self) -> Vec<ActiveFault> {
         self.shared.lock().faults.list()
     }
@@ -507,6 +512,17 @@ fn answer(state: &mut SimState, req: &ReceivedRequest, request_id: &str, host: &
                 delay_ms: 0,
             }
         }
+        (Some(FaultAnswer::Partial { omit, set }), Some(mut body)) => {
+            FaultAnswer::degrade(&omit, &set, &mut body);
+            Reply {
+                status: 200,
+                content_type: JSON,
+                body: body.to_string(),
+                retry_after_ms: None,
+                outcome: counts::PARTIAL.to_owned(),
+                delay_ms: 0,
+            }
+        }
         (None, Some(body)) => Reply {
             status: 200,
             content_type: JSON,
@@ -515,7 +531,9 @@ fn answer(state: &mut SimState, req: &ReceivedRequest, request_id: &str, host: &
             outcome: counts::ACCEPTED.to_owned(),
             delay_ms: 0,
         },
-        (None, None) => fail(ServiceError::job_run_not_found(&job_run_id)),
+        (Some(FaultAnswer::Partial { .. }) | None, None) => {
+            fail(ServiceError::job_run_not_found(&job_run_id))
+        }
     };
     reply.delay_ms = triggered.delay_ms;
     reply

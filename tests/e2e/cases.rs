@@ -741,7 +741,8 @@ pub async fn api_trouble_keeps_outcome(env: &'static Env) -> Result<(), String> 
         (FaultKind::ForbiddenRam, "Forbidden"),
     ];
     for (kind, reason) in faults {
-        env.sim
+        let id = env
+            .sim
             .inject(Fault {
                 kind,
                 job_run_id: Some(jr.clone()),
@@ -762,7 +763,8 @@ pub async fn api_trouble_keeps_outcome(env: &'static Env) -> Result<(), String> 
             s.log == good.log && s.submit_time == good.submit_time,
             || format!("{reason}: fields lost"),
         )?;
-        env.sim.clear_faults();
+        // Only this case's fault: clearing all would lift those of concurrent cases.
+        env.sim.remove_fault(id);
         wait_synced(env, &ns, "flaky", "True", "Polled").await?;
     }
     Ok(())

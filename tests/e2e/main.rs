@@ -8,6 +8,7 @@
 
 mod cases;
 mod credential_cases;
+mod fault_cases;
 mod process_cases;
 mod support;
 
@@ -72,7 +73,50 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("cross_account_roles", |e| {
             credential_cases::cross_account_roles(e).boxed()
         }),
+        ("partial_answers_erase_nothing", |e| {
+            fault_cases::partial_answers_erase_nothing(e).boxed()
+        }),
+        ("refused_status_writes_announce_once", |e| {
+            fault_cases::refused_status_writes_announce_once(e).boxed()
+        }),
     ]
+}
+
+/// Cases that disturb the whole control plane; each runs alone, after the others.
+fn serial_tests() -> Vec<(&'static str, TestFn)> {
+    vec![("api_server_stall_announces_once", |e| {
+        fault_cases::api_server_stall_announces_once(e).boxed()
+    })]
+}
+
+fn selected(filter: &[String], tests: Vec<(&'static str, TestFn)>) -> Vec<(&'static str, TestFn)> {
+    tests
+        .into_iter()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect()
+}
+
+/// Prints one case's outcome; true when it passed.
+fn report(
+    name: &str,
+    t: Instant,
+    outcome: Result<Result<(), String>, tokio::task::JoinError>,
+) -> bool {
+    let outcome = match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(msg)) => Err(msg),
+        Err(join) => Err(format!("panicked: {join}")),
+    };
+    match outcome {
+        Ok(()) => {
+            println!("e2e {name} ... ok ({:.1}s)", t.elapsed().as_secs_f64());
+            true
+        }
+        Err(msg) => {
+            println!("e2e {name} ... FAILED\n    {}", msg.replace('\n', "\n    "));
+            false
+        }
+    }
 }
 
 fn main() {
@@ -102,37 +146,31 @@ fn main() {
             }
         };
         let env: &'static Env = Box::leak(Box::new(env));
-        let selected: Vec<_> = tests()
-            .into_iter()
-            .filter(|(name, _)| {
-                filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
-            })
-            .collect();
-        println!("running {} end-to-end tests", selected.len());
+        let concurrent = selected(&filter, tests());
+        let serial = selected(&filter, serial_tests());
+        println!(
+            "running {} end-to-end tests",
+            concurrent.len() + serial.len()
+        );
         // Independent tests run concurrently: each has its own namespace and job run ids.
-        let handles: Vec<_> = selected
+        let handles: Vec<_> = concurrent
             .into_iter()
-            .map(|(name, f)| {
-                let t = Instant::now();
-                (name, t, tokio::spawn(f(env)))
-            })
+            .map(|(name, f)| (name, Instant::now(), tokio::spawn(f(env))))
             .collect();
         let (mut passed, mut failed) = (0, 0);
         for (name, t, handle) in handles {
-            let outcome = match handle.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(msg)) => Err(msg),
-                Err(join) => Err(format!("panicked: {join}")),
-            };
-            match outcome {
-                Ok(()) => {
-                    passed += 1;
-                    println!("e2e {name} ... ok ({:.1}s)", t.elapsed().as_secs_f64());
-                }
-                Err(msg) => {
-                    failed += 1;
-                    println!("e2e {name} ... FAILED\n    {}", msg.replace('\n', "\n    "));
-                }
+            if report(name, t, handle.await) {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        for (name, f) in serial {
+            let t = Instant::now();
+            if report(name, t, tokio::spawn(f(env)).await) {
+                passed += 1;
+            } else {
+                failed += 1;
             }
         }
         let m = &env.ctx.metrics;

@@ -152,6 +152,17 @@ impl Env {
         kept
     }
 
+    /// The kube-apiserver's pid, for cases that stall it.
+    pub fn apiserver_pid(&self) -> Result<i32, String> {
+        let plane = self.plane.lock().map_err(err)?;
+        let pid = plane
+            .as_ref()
+            .ok_or("control plane stopped")?
+            .pids()
+            .kube_apiserver;
+        i32::try_from(pid).map_err(err)
+    }
+
     pub async fn namespace(&self, prefix: &str) -> Result<String, String> {
         let name = format!("{prefix}-{}", hex::encode(rand::random::<[u8; 3]>()));
         let ns: Namespace =
