@@ -577,6 +577,34 @@ async fn a_leader_past_its_unconfirmed_lease_stops_acting() {
     assert!(h.take().is_empty());
 }
 
+/// Issue 13.2: the lease lapses while the status write is in flight (an API-server stall holds
+/// it). The write landed, guarded by the resourceVersion, so no other replica can have recorded
+/// this transition: its event still goes out, once, and nothing after it.
+#[tokio::test(start_paused = true)]
+async fn a_write_that_lands_as_the_lease_lapses_is_still_announced() {
+    let obj = object(None);
+    let fence = Arc::new(Fence::open());
+    let lapse = fence.clone();
+    let inner = accepting(obj.clone());
+    let answer: Answer = Box::new(move |sent| {
+        if sent.is_status_apply() {
+            lapse.close();
+        }
+        inner(sent)
+    });
+    let h = Harness::with_api(answer, vec![Ok(running()), Ok(running())]).fenced(fence);
+    h.reconcile(&obj).await.expect("the write landed");
+    let sent = h.take();
+    assert_eq!(sent.len(), 2, "the apply and its event: {sent:#?}");
+    assert_status_apply(&sent[0]);
+    assert_event(&sent[1], "Normal", "Running");
+
+    let err = h.reconcile(&obj).await.expect_err("fenced");
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    assert_eq!(h.service.calls(), 1, "no call once fenced");
+    assert!(h.take().is_empty());
+}
+
 /// Hardening 9.8(b): naming a Secret is not enough. A tenant who cannot read Secrets must not
 /// get the operator to use one its owner did not mark for it (a confused deputy).
 #[tokio::test(start_paused = true)]

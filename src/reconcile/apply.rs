@@ -1,6 +1,7 @@
 //! Applying a decision: the status write (server-side apply, guarded by the resourceVersion the
 //! decision was computed from) and then, only once the status that records them is stored, the
-//! planned events. Both check the leadership fence immediately before they act.
+//! planned events. The write checks the leadership fence immediately before it is sent; the
+//! events of a write that landed go out even if the fence closed meanwhile (see [`publish`]).
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -95,6 +96,12 @@ fn too_large(e: &kube::Error) -> bool {
 /// Publishes events that a stored status now records. A failure is logged, not retried: the
 /// stored status already shows the transition, so retrying would need memory the process lacks,
 /// and a second copy would be worse than none.
+///
+/// The fence is not checked here. The write these events describe was checked before it was
+/// sent and landed on the exact resourceVersion it was computed from, so no other replica can
+/// have recorded (and announced) the same transition; one that reads the stored status later
+/// sees it done. Dropping the events because the lease lapsed while the write was held up (an
+/// API-server stall) would leave the transition announced by nobody.
 pub async fn publish<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
@@ -102,9 +109,6 @@ pub async fn publish<S: JobRunService>(
 ) {
     let reference = obj.object_ref(&());
     for planned in events {
-        if ctx.fence.check(&object_key(obj)).is_err() {
-            return;
-        }
         let event = Event {
             type_: if planned.warning {
                 EventType::Warning
