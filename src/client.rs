@@ -83,7 +83,10 @@ pub fn classify(http_status: u16, code: Option<&str>) -> ApiErrorKind {
         ApiErrorKind::Unauthorized
     } else if starts("Forbidden") || code == "NoPermission" || starts("NoPermission") {
         ApiErrorKind::Forbidden
-    } else if starts("MissingParameter") || starts("InvalidParameter") || starts("InvalidTimeStamp")
+    } else if starts("MissingParameter")
+        || starts("InvalidParameter")
+        || starts("InvalidTimeStamp")
+        || gateway_unknown(code)
     {
         ApiErrorKind::BadRequest
     } else if code.contains("NotFound") || code.contains("NotExist") {
@@ -98,6 +101,20 @@ pub fn classify(http_status: u16, code: Option<&str>) -> ApiErrorKind {
             _ => ApiErrorKind::BadRequest,
         }
     }
+}
+
+/// The gateway's "no such API/action/product/version" codes. They carry `NotFound` but say the
+/// request went to the wrong endpoint or API version; reading them as "job run not found" would
+/// mark a run that exists as gone.
+fn gateway_unknown(code: &str) -> bool {
+    [
+        "InvalidApi",
+        "InvalidAction",
+        "InvalidProduct",
+        "InvalidVersion",
+    ]
+    .iter()
+    .any(|p| code == *p || code.starts_with(&format!("{p}.")))
 }
 
 /// A failed GetJobRun, carrying what the service said.
@@ -431,6 +448,13 @@ mod tests {
             (404, Some("JobRunNotFound"), NotFound),
             (404, Some("Workspace.NotExist"), NotFound),
             (404, None, NotFound),
+            // The gateway does not know the API, action, product or version asked for: the
+            // endpoint or operator is wrong, not the run missing (hardening 9.9).
+            (404, Some("InvalidApi.NotFound"), BadRequest),
+            (404, Some("InvalidAction.NotFound"), BadRequest),
+            (404, Some("InvalidProduct.NotFound"), BadRequest),
+            (400, Some("InvalidVersion.NotFound"), BadRequest),
+            (404, Some("InvalidVersion"), BadRequest),
             (418, Some("Teapot"), BadRequest),
         ];
         for (status, code, want) in table {
