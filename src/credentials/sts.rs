@@ -352,19 +352,25 @@ pub fn parse_response(
             request_id: request_id.or_else(|| header_request_id.map(str::to_owned)),
         };
     let Some(answer) = parsed else {
-        let text = String::from_utf8_lossy(body);
-        let snippet: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
-        let kind = if (200..300).contains(&http_status) {
-            StsFailureKind::InvalidResponse
+        // A 2xx answer in another format (XML, say) may hold the very credentials asked for, so
+        // only its size is told; an error page is shown in part, as it helps and holds none.
+        let (kind, message) = if (200..300).contains(&http_status) {
+            (
+                StsFailureKind::InvalidResponse,
+                format!(
+                    "answer is not STS JSON ({} bytes, not shown: a successful answer may carry credentials)",
+                    body.len()
+                ),
+            )
         } else {
-            StsFailureKind::Rejected
+            let text = String::from_utf8_lossy(body);
+            let snippet: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+            (
+                StsFailureKind::Rejected,
+                format!("answer is not STS JSON: {snippet}"),
+            )
         };
-        return Err(failure(
-            kind,
-            None,
-            format!("answer is not STS JSON: {snippet}"),
-            None,
-        ));
+        return Err(failure(kind, None, message, None));
     };
     if !(200..300).contains(&http_status) || answer.code.is_some() && answer.credentials.is_none() {
         let message = answer
@@ -658,6 +664,23 @@ mod tests {
         .expect_err("html");
         assert_eq!(html.retry_class(), RetryClass::Transient);
         assert_eq!(html.request_id.as_deref(), Some("H"));
+        assert!(html.message.contains("bad gateway"), "{}", html.message);
+        // A 2xx that is not JSON (e.g. the XML format) may be credentials: never echoed
+        // (hardening 9.9), only its size.
+        let xml =
+            b"<AssumeRoleResponse><Credentials><AccessKeySecret>s3cr3t-VALUE</AccessKeySecret>\
+            <SecurityToken>tok-VALUE</SecurityToken></Credentials></AssumeRoleResponse>";
+        let e = parse_response(ASSUME_ROLE, "r", 200, None, xml).expect_err("xml");
+        assert_eq!(e.kind, StsFailureKind::InvalidResponse);
+        for secret in ["s3cr3t", "tok-VALUE", "Credentials"] {
+            assert!(!e.message.contains(secret), "{}", e.message);
+            assert!(!format!("{e:?}").contains(secret), "{e:?}");
+        }
+        assert!(
+            e.message.contains(&format!("{} bytes", xml.len())),
+            "{}",
+            e.message
+        );
         for (body, what) in [
             (&br#"{"Credentials":{"AccessKeyId":"a","AccessKeySecret":"b","Expiration":"2024-05-01T09:00:00Z"}}"#[..], "SecurityToken"),
             (br#"{"Credentials":{"AccessKeyId":"a","AccessKeySecret":"b","SecurityToken":"t","Expiration":"soon"}}"#, "Expiration"),
