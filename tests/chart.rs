@@ -504,8 +504,29 @@ fn custom_values_render_namespaced_rbac_ha_and_extras() {
             {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
              "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
             {"ports": [{"port": 443, "protocol": "TCP"}]},
+            // credentials.imds is auto: on an ECS node the chain may ask instance metadata.
+            {"ports": [{"port": 80, "protocol": "TCP"}],
+             "to": [{"ipBlock": {"cidr": "100.100.100.200/32"}}]},
         ])
     );
+    // imds off: the operator is told so and the NetworkPolicy opens nothing for it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = values_file(
+        dir.path(),
+        "custom.yaml",
+        &custom_values(["team-a", "team-b"]),
+    );
+    let off = documents(
+        &template("ops", &["--values", &file, "--set", "credentials.imds=off"])
+            .unwrap_or_else(|e| panic!("helm template (imds off): {e}")),
+    );
+    assert!(
+        args(&off).contains(&"--imds=off".to_owned()),
+        "{:?}",
+        args(&off)
+    );
+    let egress = only(&off, "NetworkPolicy")["spec"]["egress"].to_string();
+    assert!(!egress.contains("100.100.100.200"), "{egress}");
     // Nothing cluster-wide in namespaced mode.
     assert!(
         docs.iter()

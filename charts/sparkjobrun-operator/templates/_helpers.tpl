@@ -119,6 +119,9 @@ Secrets are read by name only, when an object names one: no list, no watch.
 {{- with .Values.labelSelector }}
 - {{ printf "--label-selector=%s" . | quote }}
 {{- end }}
+{{- if ne (.Values.credentials.imds | default "auto") "auto" }}
+- {{ printf "--imds=%s" .Values.credentials.imds | quote }}
+{{- end }}
 {{- range .Values.assumeRoleAllow }}
 - {{ printf "--assume-role-allow=%s" . | quote }}
 {{- end }}
