@@ -552,21 +552,7 @@ async fn two_replicas(
     ns: &str,
     label: &str,
 ) -> Result<[crate::support::OperatorProcess; 2], String> {
-    let args = |id: &str| {
-        vec![
-            "--label-selector".to_string(),
-            format!("e2e-process={label}"),
-            "--leader-election=true".to_string(),
-            format!(
-                "--leader-election-namespace={}",
-                crate::support::RELEASE_NAMESPACE
-            ),
-            format!("--leader-election-lease-name=e2e-{ns}"),
-            "--leader-election-lease-duration=6s".to_string(),
-            "--leader-election-renew-grace=2s".to_string(),
-            format!("--instance-name={id}"),
-        ]
-    };
+    let args = |id: &str| crate::support::elected_replica_args(label, ns, "6s", "2s", id);
     let creds = [
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),

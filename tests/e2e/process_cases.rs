@@ -179,22 +179,7 @@ pub async fn process_logs_metrics_and_scope(env: &'static Env) -> Result<(), Str
 /// transition is recorded once.
 pub async fn leader_failover(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("leader").await?;
-    let lease_ns = ns.clone();
-    let args = |id: &'static str| {
-        vec![
-            "--label-selector".to_string(),
-            "e2e-process=leader".to_string(),
-            "--leader-election=true".to_string(),
-            format!(
-                "--leader-election-namespace={}",
-                crate::support::RELEASE_NAMESPACE
-            ),
-            format!("--leader-election-lease-name=e2e-{lease_ns}"),
-            "--leader-election-lease-duration=4s".to_string(),
-            "--leader-election-renew-grace=1s".to_string(),
-            format!("--instance-name={id}"),
-        ]
-    };
+    let args = |id: &str| crate::support::elected_replica_args("leader", &ns, "4s", "1s", id);
     let creds = [
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),

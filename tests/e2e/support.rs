@@ -397,6 +397,27 @@ fn free_port() -> Result<u16, String> {
     Ok(l.local_addr().map_err(err)?.port())
 }
 
+/// Arguments of one leader-elected replica that handles only objects labelled
+/// `e2e-process=<label>` and competes for the Lease `e2e-<lease>` in the release namespace.
+pub fn elected_replica_args(
+    label: &str,
+    lease: &str,
+    duration: &str,
+    grace: &str,
+    id: &str,
+) -> Vec<String> {
+    vec![
+        "--label-selector".to_string(),
+        format!("e2e-process={label}"),
+        "--leader-election=true".to_string(),
+        format!("--leader-election-namespace={RELEASE_NAMESPACE}"),
+        format!("--leader-election-lease-name=e2e-{lease}"),
+        format!("--leader-election-lease-duration={duration}"),
+        format!("--leader-election-renew-grace={grace}"),
+        format!("--instance-name={id}"),
+    ]
+}
+
 impl Env {
     /// Starts `sparkjobrun-operator run` as the least-privilege user against the simulator.
     pub fn spawn_operator(
