@@ -202,13 +202,10 @@ pub struct RunArgs {
     /// Region for objects without spec.regionId.
     #[arg(long, env = "SPARKJOBRUN_DEFAULT_REGION")]
     pub default_region: Option<String>,
-    /// Host suffixes a spec.endpoint may use (https only), comma-separated.
-    #[arg(
-        long,
-        env = "SPARKJOBRUN_ENDPOINT_ALLOW",
-        value_delimiter = ',',
-        default_value = "aliyuncs.com"
-    )]
+    /// Extra host suffixes a spec.endpoint may use (https only), comma-separated. Without any,
+    /// only the service's own public and VPC hosts of the object's region are accepted; a wide
+    /// suffix such as aliyuncs.com also admits other products and anyone's bucket host.
+    #[arg(long, env = "SPARKJOBRUN_ENDPOINT_ALLOW", value_delimiter = ',')]
     pub endpoint_allow: Vec<String>,
     #[command(flatten)]
     pub service: ServiceArgs,

@@ -66,6 +66,7 @@ use serde::{Deserialize, Serialize};
     selectable = ".spec.jobRunId"
 )]
 #[x_kube(validation = Rule::new("has(self.regionId) == has(oldSelf.regionId) && (!has(self.regionId) || self.regionId == oldSelf.regionId)").message("regionId is immutable").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!has(self.endpoint) || !has(self.regionId) || self.endpoint.startsWith('https://emr-serverless-spark.' + self.regionId + '.aliyuncs.com') || self.endpoint.startsWith('https://emr-serverless-spark-vpc.' + self.regionId + '.aliyuncs.com')").message("endpoint must be a service host of regionId (emr-serverless-spark[-vpc].<regionId>.aliyuncs.com)").field_path(".endpoint"))]
 #[serde(rename_all = "camelCase")]
 pub struct SparkJobRunRefSpec {
     /// ID of the EMR Serverless Spark workspace that owns the job run (w-...). Immutable.
@@ -88,13 +89,14 @@ pub struct SparkJobRunRefSpec {
     pub region_id: Option<String>,
 
     /// Overrides the service endpoint for this run, e.g. the VPC endpoint
-    /// https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com. Only https endpoints under
-    /// aliyuncs.com are accepted, so the operator's credentials cannot be sent elsewhere; a port
-    /// is 1-65535 without leading zeros.
+    /// https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com. Only the service's own https
+    /// hosts (emr-serverless-spark[-vpc].REGION.aliyuncs.com, REGION = regionId when set) are
+    /// accepted, so the operator's signed requests cannot be sent to another product or a bucket;
+    /// a port is 1-65535 without leading zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(
-            pattern = r"^https://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+aliyuncs\.com(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$"
+            pattern = r"^https://emr-serverless-spark(-vpc)?\.[a-z]{2,4}(-[a-z0-9]+){1,3}\.aliyuncs\.com(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$"
         ),
         length(max = 253)
     )]

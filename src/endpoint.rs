@@ -49,6 +49,9 @@ pub enum EndpointError {
 }
 
 /// Parses `https://host[:port][/]` (or a bare host, taken as https).
+///
+/// `host` comes out exactly as reqwest will send the `Host` header (the URL parser the client
+/// uses drops a scheme's default port), because it is what the request is signed over.
 pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
     let malformed = || EndpointError::Malformed(text.to_owned());
     let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
@@ -60,21 +63,36 @@ pub fn parse(text: &str) -> Result<Endpoint, EndpointError> {
     } else {
         (true, text)
     };
-    let host = rest.strip_suffix('/').unwrap_or(rest);
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
     let valid_char =
         |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
-    if host.is_empty() || !host.chars().all(valid_char) {
+    if authority.is_empty() || !authority.chars().all(valid_char) {
         return Err(malformed());
     }
-    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']'))
-        && port.parse::<u16>().is_err()
+    if let Some((_, port)) = authority
+        .rsplit_once(':')
+        .filter(|_| !authority.ends_with(']'))
+        && !valid_port(port)
     {
         return Err(malformed());
     }
+    let scheme = if https { "https" } else { "http" };
+    let url = reqwest::Url::parse(&format!("{scheme}://{authority}/")).map_err(|_| malformed())?;
+    let host = url.host_str().ok_or_else(malformed)?;
     Ok(Endpoint {
         https,
-        host: host.to_ascii_lowercase(),
+        host: match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        },
     })
+}
+
+/// 1-65535, decimal digits only, no leading zero (the CRD's rule too).
+fn valid_port(port: &str) -> bool {
+    port.bytes().all(|b| b.is_ascii_digit())
+        && !port.starts_with('0')
+        && port.parse::<u16>().is_ok()
 }
 
 /// The service endpoint of a region.
@@ -97,24 +115,18 @@ pub fn for_region(region: &str, network: Network) -> Result<Endpoint, EndpointEr
     })
 }
 
-/// Host suffixes a `spec.endpoint` may point at; https only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which hosts a `spec.endpoint` may point at (https only): always the service's own public and
+/// VPC hosts of the object's region, and hosts under `extra` suffixes only when the operator opts
+/// in. A suffix such as `aliyuncs.com` would also admit other products, STS and anyone's bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllowList {
-    suffixes: Vec<String>,
-}
-
-impl Default for AllowList {
-    fn default() -> Self {
-        Self {
-            suffixes: vec!["aliyuncs.com".into()],
-        }
-    }
+    extra: Vec<String>,
 }
 
 impl AllowList {
     pub fn new(suffixes: impl IntoIterator<Item = String>) -> Self {
         Self {
-            suffixes: suffixes
+            extra: suffixes
                 .into_iter()
                 .map(|s| s.trim().trim_start_matches('.').to_ascii_lowercase())
                 .filter(|s| !s.is_empty())
@@ -122,31 +134,44 @@ impl AllowList {
         }
     }
 
-    /// Checks a user-supplied endpoint: https, and the host (port ignored) equal to or under one
-    /// of the suffixes at a label boundary (`evilaliyuncs.com` does not match `aliyuncs.com`).
-    pub fn check(&self, text: &str) -> Result<Endpoint, EndpointError> {
+    /// Checks a user-supplied endpoint for an object in `region`: https, and the host (port
+    /// ignored) one of the region's service hosts, or equal to or under an extra suffix at a label
+    /// boundary (`evilaliyuncs.com` does not match `aliyuncs.com`).
+    pub fn check(&self, text: &str, region: &str) -> Result<Endpoint, EndpointError> {
         let ep = parse(text)?;
         if !ep.https {
             return Err(EndpointError::NotHttps(text.to_owned()));
         }
-        let host = ep
-            .host
-            .rsplit_once(':')
-            .map_or(ep.host.as_str(), |(h, _)| h);
-        let allowed = self.suffixes.iter().any(|s| {
+        let host = host_without_port(&ep.host);
+        let own = [Network::Public, Network::Vpc]
+            .into_iter()
+            .filter_map(|n| for_region(region, n).ok())
+            .any(|e| e.host == host);
+        let extra = self.extra.iter().any(|s| {
             host == s
                 || host
                     .strip_suffix(s.as_str())
                     .is_some_and(|p| p.ends_with('.'))
         });
-        if allowed {
-            Ok(ep)
-        } else {
-            Err(EndpointError::NotAllowed {
-                host: host.to_owned(),
-                allowed: self.suffixes.join(", "),
-            })
+        if own || extra {
+            return Ok(ep);
         }
+        let mut allowed = format!("the service hosts of region {region}");
+        for s in &self.extra {
+            allowed.push_str(", *.");
+            allowed.push_str(s);
+        }
+        Err(EndpointError::NotAllowed {
+            host: host.to_owned(),
+            allowed,
+        })
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && !port.contains(']') => h,
+        _ => host,
     }
 }
 
@@ -160,7 +185,7 @@ pub fn resolve(
     allow: &AllowList,
 ) -> Result<Endpoint, EndpointError> {
     match (spec_endpoint, operator_endpoint) {
-        (Some(s), _) => allow.check(s),
+        (Some(s), _) => allow.check(s, region),
         (None, Some(op)) => Ok(op.clone()),
         (None, None) => for_region(region, network),
     }
@@ -219,38 +244,101 @@ mod tests {
         }
     }
 
+    /// The `host` the signer signs must be the `Host` header reqwest sends, which leaves out a
+    /// scheme's default port.
+    #[test]
+    fn signed_host_is_the_sent_host_header() {
+        for (text, want) in [
+            (
+                "https://emr-serverless-spark.cn-hangzhou.aliyuncs.com:443",
+                "emr-serverless-spark.cn-hangzhou.aliyuncs.com",
+            ),
+            ("http://127.0.0.1:80/", "127.0.0.1"),
+            ("https://h.example:80", "h.example:80"),
+            ("http://h.example:443", "h.example:443"),
+            ("https://[::1]:8443", "[::1]:8443"),
+            ("https://[::1]:443", "[::1]"),
+        ] {
+            let ep = parse(text).expect(text);
+            assert_eq!(ep.host, want, "{text}");
+            let url = reqwest::Url::parse(&ep.base_url()).expect("url");
+            let sent = match url.port() {
+                Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+                None => url.host_str().unwrap_or_default().to_owned(),
+            };
+            assert_eq!(ep.host, sent, "{text}");
+        }
+        for bad in [
+            "https://h:0",
+            "https://h:0443",
+            "https://h:",
+            "https://h:+1",
+            "https://h:65536",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
     #[test]
     fn allow_list() {
         let allow = AllowList::default();
-        assert!(
-            allow
-                .check("https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com")
-                .is_ok()
-        );
-        assert!(
-            allow
-                .check("https://emr-serverless-spark.cn-hangzhou.aliyuncs.com:443/")
-                .is_ok()
-        );
+        for ok in [
+            "https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com",
+            "https://emr-serverless-spark.cn-hangzhou.aliyuncs.com:443/",
+            "https://EMR-serverless-spark.cn-hangzhou.aliyuncs.com:8443",
+        ] {
+            assert!(allow.check(ok, "cn-hangzhou").is_ok(), "{ok}");
+        }
         assert!(matches!(
-            allow.check("http://emr-serverless-spark.cn-hangzhou.aliyuncs.com"),
+            allow.check(
+                "http://emr-serverless-spark.cn-hangzhou.aliyuncs.com",
+                "cn-hangzhou"
+            ),
             Err(EndpointError::NotHttps(_))
         ));
+        // Other products, other regions' hosts, buckets and look-alikes are not the service.
         for bad in [
+            "https://my-bucket.oss-cn-hangzhou.aliyuncs.com",
+            "https://sts.cn-hangzhou.aliyuncs.com",
+            "https://ecs.aliyuncs.com",
+            "https://emr-serverless-spark.cn-shanghai.aliyuncs.com",
+            "https://emr-serverless-spark.cn-hangzhou.aliyuncs.com.evil.io",
             "https://evilaliyuncs.com",
-            "https://aliyuncs.com.evil.io",
             "https://127.0.0.1:8443",
         ] {
-            assert!(
-                matches!(allow.check(bad), Err(EndpointError::NotAllowed { .. })),
-                "{bad}"
-            );
+            let err = allow.check(bad, "cn-hangzhou").expect_err(bad);
+            assert!(matches!(err, EndpointError::NotAllowed { .. }), "{bad}");
+            assert!(err.to_string().contains("region cn-hangzhou"), "{err}");
         }
         let custom = AllowList::new(vec![".corp.example".to_string()]);
-        assert!(custom.check("https://emr.corp.example").is_ok());
         assert!(
             custom
-                .check("https://emr.cn-hangzhou.aliyuncs.com")
+                .check("https://emr.corp.example", "cn-hangzhou")
+                .is_ok()
+        );
+        assert!(
+            custom
+                .check("https://emr.corp.example.evil", "cn-hangzhou")
+                .is_err()
+        );
+        assert!(
+            custom
+                .check(
+                    "https://emr-serverless-spark.cn-hangzhou.aliyuncs.com",
+                    "cn-hangzhou"
+                )
+                .is_ok()
+        );
+        let wide = AllowList::new(vec!["aliyuncs.com".to_string()]);
+        assert!(
+            wide.check(
+                "https://emr-serverless-spark.cn-shanghai.aliyuncs.com",
+                "cn-hangzhou"
+            )
+            .is_ok()
+        );
+        assert!(
+            wide.check("https://evilaliyuncs.com", "cn-hangzhou")
                 .is_err()
         );
     }
@@ -269,7 +357,7 @@ mod tests {
         );
         assert!(
             resolve(
-                Some("https://x.aliyuncs.com"),
+                Some("https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com"),
                 Some(&op),
                 "cn-hangzhou",
                 Network::Public,

@@ -292,6 +292,31 @@ pub async fn invalid_specs_are_refused(env: &'static Env) -> Result<(), String> 
             "spec.endpoint",
         ));
     }
+    // Hosts under aliyuncs.com that are not the service (another product, a bucket), and a
+    // service host of a region other than the object's.
+    for (i, host) in [
+        "https://sts.cn-hangzhou.aliyuncs.com",
+        "https://my-bucket.oss-cn-hangzhou.aliyuncs.com",
+        "https://emr-serverless-spark.cn-hangzhou.aliyuncs.com.evil.io",
+    ]
+    .iter()
+    .enumerate()
+    {
+        cases.push((
+            doc(
+                &format!("bad-host-{i}"),
+                &format!("{ok_ids}  endpoint: {host}\n"),
+            ),
+            "spec.endpoint",
+        ));
+    }
+    cases.push((
+        doc(
+            "bad-host-region",
+            &format!("{ok_ids}  regionId: cn-hangzhou\n  endpoint: https://emr-serverless-spark.cn-shanghai.aliyuncs.com\n"),
+        ),
+        "endpoint must be a service host of regionId",
+    ));
     let long_role = format!("acs:ram::1234567890123456:role/{}", "r".repeat(65));
     cases.push((
         doc(
@@ -309,6 +334,22 @@ pub async fn invalid_specs_are_refused(env: &'static Env) -> Result<(), String> 
             failures.push(format!(
                 "expected refusal naming {needle:?}; ok={ok} out={out} err={errs}"
             ));
+        }
+    }
+    // The service's own hosts are admitted, with and without a region (a server-side dry run, so
+    // no object is stored for the operator to dial).
+    for (i, extra) in [
+        "  regionId: cn-hangzhou\n  endpoint: https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com:443/\n",
+        "  endpoint: https://emr-serverless-spark.ap-southeast-1.aliyuncs.com\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (ok, _, errs) = env
+            .kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&doc(&format!("good-host-{i}"), &format!("{ok_ids}{extra}"))), false)
+            .await?;
+        if !ok {
+            failures.push(format!("service host refused: {extra:?}: {errs}"));
         }
     }
     // Immutable identity.
