@@ -369,10 +369,19 @@ impl JobRunService for HttpJobRunService {
         };
         let retry_after = header("x-acs-retry-after");
         let request_id = header("x-acs-request-id");
-        let body = response
-            .bytes()
+        let body = crate::body::read_bounded(response, crate::body::SERVICE_LIMIT)
             .await
-            .map_err(|e| transport_error(&req.endpoint, &e))?;
+            .map_err(|e| match e {
+                crate::body::BodyError::Transport(e) => transport_error(&req.endpoint, &e),
+                too_large => ApiError {
+                    http_status: Some(status),
+                    request_id: request_id.clone(),
+                    ..ApiError::local(
+                        ApiErrorKind::InvalidResponse,
+                        format!("GetJobRun {too_large}"),
+                    )
+                },
+            })?;
         if (200..300).contains(&status) {
             decode_success(&body, request_id.as_deref())
         } else {
@@ -420,6 +429,39 @@ pub fn describe_transport_error(endpoint: &Endpoint, e: &reqwest::Error) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An answer far over the limit, declared or streamed, is refused as InvalidResponse and read
+    /// no further than the limit (whatever its status: error pages are bounded too).
+    #[tokio::test]
+    async fn oversized_answers_are_invalid_and_not_read_whole() {
+        const TOTAL: u64 = 96 * 1024 * 1024;
+        let service = HttpJobRunService::new(Timeouts::default()).expect("client");
+        let creds = Credentials::new("AKID", crate::secret::Secret::new("s3cr3t"));
+        for (status, declare) in [(200, true), (200, false), (500, false)] {
+            let server = crate::body::testing::serve(status, TOTAL, declare).await;
+            let req = GetJobRunRequest {
+                workspace_id: "w-1".into(),
+                job_run_id: "jr-1".into(),
+                region_id: "cn-hangzhou".into(),
+                endpoint: crate::endpoint::parse(&format!("http://{}", server.addr)).expect("ep"),
+            };
+            let err = service
+                .get_job_run(&req, &creds)
+                .await
+                .expect_err("too large");
+            assert_eq!(
+                err.kind,
+                ApiErrorKind::InvalidResponse,
+                "{status} {declare}: {err:?}"
+            );
+            assert!(err.message.contains("limit"), "{}", err.message);
+            assert!(
+                server.written() < TOTAL / 2,
+                "{} bytes sent",
+                server.written()
+            );
+        }
+    }
 
     #[test]
     fn classification_table() {

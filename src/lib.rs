@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod app;
+pub mod body;
 pub mod cli;
 pub mod client;
 pub mod conditions;

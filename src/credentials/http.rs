@@ -108,7 +108,21 @@ impl StsClient {
             .get("x-acs-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response.bytes().await.map_err(unreachable)?;
+        let body = crate::body::read_bounded(response, crate::body::STS_LIMIT)
+            .await
+            .map_err(|e| match e {
+                crate::body::BodyError::Transport(e) => unreachable(e),
+                too_large => StsFailure {
+                    http_status: Some(status),
+                    request_id: request_id.clone(),
+                    ..StsFailure::local(
+                        action,
+                        role_arn,
+                        StsFailureKind::InvalidResponse,
+                        too_large.to_string(),
+                    )
+                },
+            })?;
         let result = sts::parse_response(action, role_arn, status, request_id.as_deref(), &body);
         match &result {
             Ok(t) => {
@@ -282,5 +296,38 @@ impl CredentialProvider for AssumeRoleProvider {
 
     fn invalidate(&self) {
         self.refresher.invalidate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn oversized_sts_answers_are_invalid_and_not_read_whole() {
+        const TOTAL: u64 = 96 * 1024 * 1024;
+        let sts = StsClient::new(Timeouts::default()).expect("client");
+        let caller = Credentials::new("AKID", Secret::new("s3cr3t"));
+        for (status, declare) in [(200, true), (200, false), (400, false)] {
+            let server = crate::body::testing::serve(status, TOTAL, declare).await;
+            let endpoint =
+                crate::endpoint::parse(&format!("http://{}", server.addr)).expect("endpoint");
+            let ex = AssumeRoleExchange {
+                role_arn: "acs:ram::1:role/r",
+                role_session_name: "s",
+                duration_seconds: 900,
+            };
+            let err = sts
+                .assume_role(&endpoint, &caller, &ex)
+                .await
+                .expect_err("too large");
+            assert_eq!(err.kind, StsFailureKind::InvalidResponse, "{err}");
+            assert!(err.message.contains("limit"), "{}", err.message);
+            assert!(
+                server.written() < TOTAL / 2,
+                "{} bytes sent",
+                server.written()
+            );
+        }
     }
 }

@@ -135,11 +135,16 @@ impl ImdsProvider {
             .send()
             .await;
         let failure = match answer {
-            Ok(r) if r.status().is_success() => match r.text().await {
-                Ok(t) if !t.trim().is_empty() => return Ok(Some(t.trim().to_owned())),
-                Ok(_) => "empty session token".to_string(),
-                Err(e) => e.to_string(),
-            },
+            Ok(r) if r.status().is_success() => {
+                match crate::body::read_bounded(r, crate::body::IMDS_LIMIT).await {
+                    Ok(t) => match String::from_utf8(t) {
+                        Ok(t) if !t.trim().is_empty() => return Ok(Some(t.trim().to_owned())),
+                        Ok(_) => "empty session token".to_string(),
+                        Err(_) => "session token is not UTF-8".to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                }
+            }
             Ok(r) => format!("HTTP {}", r.status().as_u16()),
             Err(e) => e.to_string(),
         };
@@ -166,9 +171,8 @@ impl ImdsProvider {
         if status != 200 {
             return Err(self.error(format!("GET {path}: HTTP {status}")));
         }
-        resp.bytes()
+        crate::body::read_bounded(resp, crate::body::IMDS_LIMIT)
             .await
-            .map(|b| b.to_vec())
             .map_err(|e| self.error(format!("GET {path}: {e}")))
     }
 
@@ -227,6 +231,28 @@ impl CredentialProvider for ImdsProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn oversized_metadata_answers_are_refused() {
+        const TOTAL: u64 = 96 * 1024 * 1024;
+        for declare in [true, false] {
+            let server = crate::body::testing::serve(200, TOTAL, declare).await;
+            let provider = ImdsProvider::new(
+                crate::endpoint::parse(&format!("http://{}", server.addr)).expect("endpoint"),
+                Some("EcsRole".into()),
+                true,
+                Refresher::new(Duration::from_secs(180)),
+            )
+            .expect("client");
+            let err = provider.credentials().await.expect_err("too large");
+            assert!(err.to_string().contains("limit"), "{declare}: {err}");
+            assert!(
+                server.written() < TOTAL / 2,
+                "{} bytes sent",
+                server.written()
+            );
+        }
+    }
     use axum::Router;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::{get, put};
