@@ -211,9 +211,11 @@ pub struct RunArgs {
     pub service: ServiceArgs,
     #[command(flatten)]
     pub credentials: CredentialArgs,
-    /// Role ARN patterns objects may assume with spec.credentials.roleArn (comma-separated; `*`
-    /// matches within one ARN field, e.g. acs:ram::123456789012:role/emr-*). Empty: every
-    /// roleArn is refused, so one tenant cannot borrow another's role.
+    /// Roles objects may assume with spec.credentials.roleArn, as NAMESPACES=ROLE entries
+    /// (comma-separated): a namespace glob (`*` for all, written out) and a role ARN pattern
+    /// where `*` matches within one ARN field and `{namespace}` is the object's namespace, e.g.
+    /// team-a=acs:ram::123456789012:role/emr-*. Empty: every roleArn is refused, so one tenant
+    /// cannot borrow another's role.
     #[arg(long, env = "SPARKJOBRUN_ASSUME_ROLE_ALLOW", value_delimiter = ',')]
     pub assume_role_allow: Vec<String>,
     /// Most (identity, role) entries kept in the temporary-credentials cache.
@@ -555,14 +557,16 @@ mod tests {
             "--role-session-duration=10s",
             "--credentials-refresh-margin=4s",
             "--credentials-cache-size=3",
-            "--assume-role-allow=acs:ram::1:role/emr-*,acs:ram::2:role/x",
+            "--assume-role-allow=team-a=acs:ram::1:role/emr-*,*=acs:ram::2:role/x",
         ])
         .expect("parses")
         .settings()
         .expect("valid");
         assert_eq!(s.sts.endpoint.base_url(), "http://127.0.0.1:9000");
         assert_eq!(s.sts.cache_size, 3);
-        assert!(s.sts.allow.allows("acs:ram::1:role/emr-a"));
+        assert!(s.sts.allow.allows("team-a", "acs:ram::1:role/emr-a"));
+        assert!(!s.sts.allow.allows("team-b", "acs:ram::1:role/emr-a"));
+        assert!(s.sts.allow.allows("team-b", "acs:ram::2:role/x"));
         let vpc = run_args(&["--sts-region=cn-beijing", "--sts-vpc=TRUE"])
             .expect("parses")
             .settings()

@@ -126,7 +126,7 @@ pub struct CredentialsSource {
 
     /// A RAM role (possibly in another account) to assume with STS AssumeRole, on top of the
     /// Secret's identity or, without secretRef, the operator's own. The operator only assumes
-    /// roles matching its --assume-role-allow patterns; the role's trust policy must trust the
+    /// roles its --assume-role-allow entries allow for this namespace; the role's trust policy must trust the
     /// base identity. Session name: sparkjobrun.<namespace>. Role names have at most 64
     /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]

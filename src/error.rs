@@ -48,7 +48,7 @@ pub enum Error {
     /// The allowed patterns are not quoted: tenants read this message, and other tenants'
     /// roles are none of their business.
     #[error(
-        "{object}: spec.credentials.roleArn {role_arn} is not allowed by the operator's --assume-role-allow (SPARKJOBRUN_ASSUME_ROLE_ALLOW){}; ask the operator's administrators to allow it",
+        "{object}: spec.credentials.roleArn {role_arn} is not allowed for this namespace by the operator's --assume-role-allow (SPARKJOBRUN_ASSUME_ROLE_ALLOW){}; ask the operator's administrators to allow it",
         if *none_allowed { ", which allows no role" } else { "" }
     )]
     RoleNotAllowed {

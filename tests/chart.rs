@@ -106,7 +106,7 @@ network: vpc
 defaultRegion: cn-hangzhou
 endpoint: https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com
 labelSelector: "team in (data,ml)"
-assumeRoleAllow: ["acs:ram::123456789012:role/emr-*", "acs:ram::210987654321:role/reader"]
+assumeRoleAllow: ["team-a=acs:ram::123456789012:role/emr-*", "*=acs:ram::210987654321:role/{{namespace}}-reader"]
 rateLimit: 2.5
 rateBurst: 5
 minPollInterval: 10s
@@ -434,8 +434,8 @@ fn custom_values_render_namespaced_rbac_ha_and_extras() {
             "--namespace=team-a",
             "--namespace=team-b",
             "--label-selector=team in (data,ml)",
-            "--assume-role-allow=acs:ram::123456789012:role/emr-*",
-            "--assume-role-allow=acs:ram::210987654321:role/reader",
+            "--assume-role-allow=team-a=acs:ram::123456789012:role/emr-*",
+            "--assume-role-allow=*=acs:ram::210987654321:role/{namespace}-reader",
             "--rate-limit=2.5",
             "--rate-burst=5",
             "--min-poll-interval=10s",
@@ -586,6 +586,11 @@ fn bad_values_fail_naming_the_value() {
         (&["--set", "network=intranet"], "/network"),
         (&["--set", "rbac.mode=everything"], "/rbac/mode"),
         (&["--set", "assumeRoleAllow={*}"], "/assumeRoleAllow/0"),
+        // An entry must name the namespaces it is for.
+        (
+            &["--set", "assumeRoleAllow={acs:ram::1:role/x}"],
+            "/assumeRoleAllow/0",
+        ),
         // Namespaced RBAC without namespaces would grant nothing anywhere.
         (&["--set", "rbac.mode=namespaced"], "/watchNamespaces"),
         (&["--set", "rateLimit=0"], "/rateLimit"),

@@ -1,91 +1,135 @@
-//! Which RAM roles objects may ask the operator to assume (`spec.credentials.roleArn`).
+//! Which RAM roles objects of which namespaces may ask the operator to assume
+//! (`spec.credentials.roleArn`).
 //!
 //! The operator's identity is shared by every namespace; without a list, any tenant could name
-//! any role that trusts the operator, including another tenant's. The list is set by whoever
-//! runs the operator (`--assume-role-allow`); empty refuses every role. Pure.
+//! any role that trusts the operator, including another tenant's. So every entry names the
+//! namespaces it is for: `NAMESPACES=ROLE`, where `NAMESPACES` is a glob over namespace names
+//! (`team-a`, `data-*`, or `*` for every namespace, which must be written out) and `ROLE` a role
+//! ARN pattern that may contain `{namespace}`, replaced by the object's namespace
+//! (`*=acs:ram::123:role/emr-{namespace}` gives each namespace its own role). The list is set by
+//! whoever runs the operator (`--assume-role-allow`); empty refuses every role. Pure.
 
 use std::fmt;
 
-/// Role ARN patterns: `*` matches any run of characters except `:` and `/`, so a pattern can
-/// widen an account or a role name but never reach into another ARN field.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoleAllowList {
-    patterns: Vec<String>,
+/// One `NAMESPACES=ROLE` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    namespaces: String,
+    role: String,
 }
 
-/// A pattern that cannot be a role ARN pattern.
+/// Namespace-bound role ARN patterns. In a role pattern `*` matches any run of characters
+/// except `:` and `/`, so it can widen an account or a role name but never reach into another
+/// ARN field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleAllowList {
+    entries: Vec<Entry>,
+}
+
+/// An entry that cannot be a namespace-bound role ARN pattern.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("role ARN pattern {pattern:?} {reason}")]
+#[error("--assume-role-allow entry {entry:?} {reason}")]
 pub struct PatternError {
-    pub pattern: String,
+    pub entry: String,
     pub reason: &'static str,
 }
 
 const PREFIX: &str = "acs:ram::";
+const PLACEHOLDER: &str = "{namespace}";
 
 impl RoleAllowList {
-    /// Validates the patterns; blank entries are dropped.
-    pub fn new<I, S>(patterns: I) -> Result<Self, PatternError>
+    /// Validates the entries; blank ones are dropped.
+    pub fn new<I, S>(entries: I) -> Result<Self, PatternError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let mut out = Vec::new();
-        for p in patterns {
-            let p = p.as_ref().trim();
-            if p.is_empty() {
-                continue;
+        for e in entries {
+            let e = e.as_ref().trim();
+            if !e.is_empty() {
+                out.push(parse_entry(e)?);
             }
-            let err = |reason| PatternError {
-                pattern: p.to_owned(),
-                reason,
-            };
-            if !p.starts_with(PREFIX) {
-                return Err(err(
-                    "must start with acs:ram:: (e.g. acs:ram::123456789012:role/emr-*)",
-                ));
-            }
-            let valid = p.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.' | '_' | '@' | '-' | '*')
-            });
-            if !valid {
-                return Err(err(
-                    "has characters other than letters, digits, : / . _ @ - and *",
-                ));
-            }
-            let rest = &p[PREFIX.len()..];
-            let Some((account, resource)) = rest.split_once(':') else {
-                return Err(err("lacks the :role/ part"));
-            };
-            if account.is_empty() || !resource.starts_with("role/") || resource.len() <= 5 {
-                return Err(err("must look like acs:ram::<account>:role/<name>"));
-            }
-            out.push(p.to_owned());
         }
-        Ok(Self { patterns: out })
+        Ok(Self { entries: out })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.entries.is_empty()
     }
 
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
+    /// Whether an object in `namespace` may assume `role_arn` (case-sensitive: a miss only
+    /// refuses).
+    pub fn allows(&self, namespace: &str, role_arn: &str) -> bool {
+        self.entries.iter().any(|e| {
+            glob_match(&e.namespaces, namespace)
+                && glob_match(&e.role.replace(PLACEHOLDER, namespace), role_arn)
+        })
     }
+}
 
-    /// Whether `role_arn` matches one of the patterns (case-sensitive: a miss only refuses).
-    pub fn allows(&self, role_arn: &str) -> bool {
-        self.patterns.iter().any(|p| glob_match(p, role_arn))
+fn parse_entry(entry: &str) -> Result<Entry, PatternError> {
+    let err = |reason| PatternError {
+        entry: entry.to_owned(),
+        reason,
+    };
+    let Some((namespaces, role)) = entry.split_once('=') else {
+        return Err(err(
+            "does not name its namespaces: write NAMESPACES=ROLE, e.g. team-a=acs:ram::123456789012:role/emr-*, or *=... for every namespace",
+        ));
+    };
+    let (namespaces, role) = (namespaces.trim(), role.trim());
+    let ns_ok = !namespaces.is_empty()
+        && namespaces
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*'));
+    if !ns_ok {
+        return Err(err(
+            "has a namespace pattern other than lowercase letters, digits, - and *",
+        ));
     }
+    // The placeholder stands for a namespace name, which is a valid role-name fragment.
+    let concrete = role.replace(PLACEHOLDER, "ns");
+    if !concrete.starts_with(PREFIX) {
+        return Err(err(
+            "must have a role pattern starting with acs:ram:: (e.g. acs:ram::123456789012:role/emr-*)",
+        ));
+    }
+    let valid = concrete
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.' | '_' | '@' | '-' | '*'));
+    if !valid {
+        return Err(err(
+            "has characters other than letters, digits, : / . _ @ - * and {namespace} in its role pattern",
+        ));
+    }
+    let rest = &concrete[PREFIX.len()..];
+    let Some((account, resource)) = rest.split_once(':') else {
+        return Err(err("lacks the :role/ part"));
+    };
+    if account.is_empty() || !resource.starts_with("role/") || resource.len() <= 5 {
+        return Err(err(
+            "must look like NAMESPACES=acs:ram::<account>:role/<name>",
+        ));
+    }
+    Ok(Entry {
+        namespaces: namespaces.to_owned(),
+        role: role.to_owned(),
+    })
 }
 
 impl fmt::Display for RoleAllowList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.patterns.is_empty() {
-            f.write_str("(empty: no role may be assumed)")
-        } else {
-            f.write_str(&self.patterns.join(", "))
+        if self.entries.is_empty() {
+            return f.write_str("(empty: no role may be assumed)");
         }
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}={}", e.namespaces, e.role)?;
+        }
+        Ok(())
     }
 }
 
@@ -176,28 +220,56 @@ mod tests {
     }
 
     #[test]
-    fn list_validation_and_matching() {
+    fn entries_bind_roles_to_namespaces() {
         let empty = RoleAllowList::new(Vec::<String>::new()).expect("valid");
         assert!(empty.is_empty());
-        assert!(!empty.allows("acs:ram::1:role/x"), "empty refuses all");
+        assert!(!empty.allows("a", "acs:ram::1:role/x"), "empty refuses all");
         assert!(empty.to_string().contains("no role"));
-        let list = RoleAllowList::new([" acs:ram::123:role/emr-* ", "", "acs:ram::456:role/r"])
-            .expect("valid");
-        assert_eq!(list.patterns().len(), 2);
-        assert!(list.allows("acs:ram::123:role/emr-a"));
-        assert!(list.allows("acs:ram::456:role/r"));
-        assert!(!list.allows("acs:ram::456:role/r2"));
+        let list = RoleAllowList::new([
+            " team-a = acs:ram::123:role/emr-* ",
+            "",
+            "data-*=acs:ram::456:role/reporting",
+            "*=acs:ram::789:role/emr-{namespace}",
+        ])
+        .expect("valid");
+        let table = [
+            ("team-a", "acs:ram::123:role/emr-a", true),
+            // Another tenant's role: listed, but for team-a only.
+            ("team-b", "acs:ram::123:role/emr-a", false),
+            ("data-eu", "acs:ram::456:role/reporting", true),
+            ("data", "acs:ram::456:role/reporting", false),
+            ("team-a", "acs:ram::456:role/reporting", false),
+            // Each namespace its own role through the placeholder, and no other's.
+            ("team-b", "acs:ram::789:role/emr-team-b", true),
+            ("team-b", "acs:ram::789:role/emr-team-a", false),
+            ("team-a", "acs:ram::789:role/emr-team-a", true),
+            ("x", "acs:ram::789:role/emr-{namespace}", false),
+        ];
+        for (ns, role, want) in table {
+            assert_eq!(list.allows(ns, role), want, "{ns} {role}");
+        }
+        assert_eq!(
+            list.to_string(),
+            "team-a=acs:ram::123:role/emr-*, data-*=acs:ram::456:role/reporting, *=acs:ram::789:role/emr-{namespace}"
+        );
         for bad in [
-            "*",
-            "acs:ram::123",
-            "acs:ram::123:user/x",
-            "acs:ram:::role/x",
-            "acs:ram::1:role/",
-            "acs:ram::1:role/a b",
-            "arn:aws:iam::1:role/x",
+            "acs:ram::123:role/emr-*",
+            "=acs:ram::1:role/x",
+            "Team=acs:ram::1:role/x",
+            "a/b=acs:ram::1:role/x",
+            "a=*",
+            "a=acs:ram::123",
+            "a=acs:ram::123:user/x",
+            "a=acs:ram:::role/x",
+            "a=acs:ram::1:role/",
+            "a=acs:ram::1:role/a b",
+            "a=acs:ram::1:role/{name}",
+            "a=arn:aws:iam::1:role/x",
         ] {
             let err = RoleAllowList::new([bad]).expect_err(bad);
             assert!(err.to_string().contains(bad), "{err}");
         }
+        let unbound = RoleAllowList::new(["acs:ram::1:role/x"]).expect_err("unbound");
+        assert!(unbound.to_string().contains("NAMESPACES=ROLE"), "{unbound}");
     }
 }

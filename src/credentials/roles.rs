@@ -103,8 +103,8 @@ impl RoleAssumer {
         &self.settings.allow
     }
 
-    pub fn allows(&self, role_arn: &str) -> bool {
-        self.settings.allow.allows(role_arn)
+    pub fn allows(&self, namespace: &str, role_arn: &str) -> bool {
+        self.settings.allow.allows(namespace, role_arn)
     }
 
     /// Cached entries (for tests and metrics).
@@ -199,12 +199,12 @@ mod tests {
                 connect: Duration::from_millis(300),
                 read: Duration::from_millis(300),
             },
-            allow: RoleAllowList::new(["acs:ram::1:role/*"]).expect("valid"),
+            allow: RoleAllowList::new(["*=acs:ram::1:role/*"]).expect("valid"),
             ..StsSettings::default()
         };
         let assumer = RoleAssumer::from_settings(settings);
-        assert!(assumer.allows("acs:ram::1:role/r"));
-        assert!(!assumer.allows("acs:ram::2:role/r"));
+        assert!(assumer.allows("ns", "acs:ram::1:role/r"));
+        assert!(!assumer.allows("ns", "acs:ram::2:role/r"));
         let err = assumer
             .assume("operator", "acs:ram::1:role/r", "s1", || async {
                 Ok(Credentials::new("AK", "S"))

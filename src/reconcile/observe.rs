@@ -194,7 +194,7 @@ async fn resolve_credentials<S: JobRunService>(
     let spec = obj.spec.credentials.as_ref();
     let role_arn = spec.and_then(|c| c.role_arn.as_deref());
     if let Some(role) = role_arn
-        && !ctx.roles.allows(role)
+        && !ctx.roles.allows(&obj.namespace().unwrap_or_default(), role)
     {
         return Err(Error::RoleNotAllowed {
             object,

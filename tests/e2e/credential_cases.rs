@@ -369,9 +369,11 @@ pub async fn many_objects_share_one_exchange(env: &'static Env) -> Result<(), St
 
 /// Cross-account roles on top of the operator's AccessKey (and of a tenant's Secret): an allowed
 /// and trusted role works through AssumeRole; a role outside --assume-role-allow is refused
-/// without any STS call; a role whose trust policy refuses the caller reports STS's code.
+/// without any STS call, and so is a role allowed for another namespace only; a role whose trust
+/// policy refuses the caller reports STS's code.
 pub async fn cross_account_roles(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("xacct").await?;
+    let other_ns = env.namespace("xacct-b").await?;
     let tag = hex::encode(rand::random::<[u8; 3]>());
     let allowed = format!("acs:ram::222222222222:role/e2e-xacct-reader-{tag}");
     let untrusted = format!("acs:ram::222222222222:role/e2e-xacct-untrusted-{tag}");
@@ -401,20 +403,21 @@ pub async fn cross_account_roles(env: &'static Env) -> Result<(), String> {
         role_arn: refused.clone(),
         callers: vec![ACCESS_KEY_ID.into()],
     });
-    let runs: Vec<String> = (0..4).map(|_| unique("jr-xacct")).collect();
+    let runs: Vec<String> = (0..5).map(|_| unique("jr-xacct")).collect();
     for jr in &runs {
         env.sim
             .add_run(RunScript::new(WS, jr).holding("Running"))
             .map_err(|e| e.to_string())?;
     }
     let sts = env.sim.endpoint();
+    let allow = format!("{ns}=acs:ram::222222222222:role/e2e-xacct-*");
     let mut op = env.spawn_operator(
         "xacct",
         &[
             "--label-selector",
             "e2e-process=xacct",
             "--assume-role-allow",
-            "acs:ram::222222222222:role/e2e-xacct-*",
+            &allow,
         ],
         &[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID),
@@ -442,6 +445,14 @@ pub async fn cross_account_roles(env: &'static Env) -> Result<(), String> {
         &label,
     )
     .await?;
+    // Another tenant names the role allowed for `ns`, which trusts the operator.
+    env.create_labeled(
+        &other_ns,
+        "borrower",
+        spec(&runs[4], role(&allowed, None)),
+        &label,
+    )
+    .await?;
 
     for name in ["allowed", "secret-base"] {
         wait_for(
@@ -460,22 +471,30 @@ pub async fn cross_account_roles(env: &'static Env) -> Result<(), String> {
     }
     let want = [
         (
+            &ns,
             "refused",
             "RoleNotAllowed",
             vec![refused.as_str(), "--assume-role-allow"],
         ),
         (
+            &ns,
             "untrusted",
             "StsError",
             vec![untrusted.as_str(), "NoPermission"],
         ),
+        (
+            &other_ns,
+            "borrower",
+            "RoleNotAllowed",
+            vec![allowed.as_str(), "not allowed for this namespace"],
+        ),
     ];
-    for (name, reason, needles) in &want {
+    for (ns, name, reason, needles) in &want {
         let message = wait_for(
             &format!("{name} to report {reason}"),
             Duration::from_secs(40),
             || async {
-                let s = env.status(&ns, name).await?;
+                let s = env.status(ns, name).await?;
                 match condition(&s, "Synced") {
                     Some(("False", r, m)) if r == *reason => Ok(Some(m.to_owned())),
                     other => Err(format!("{other:?}")),
@@ -488,7 +507,7 @@ pub async fn cross_account_roles(env: &'static Env) -> Result<(), String> {
                 format!("{name}: message {message:?} lacks {needle}")
             })?;
         }
-        let events = env.events_once(&ns, name, reason).await?;
+        let events = env.events_once(ns, name, reason).await?;
         ensure(
             events.iter().any(|e| e.reason.as_deref() == Some(*reason)),
             || format!("{name}: no {reason} event"),
