@@ -262,6 +262,10 @@ pub struct RunArgs {
     /// Objects reconciled concurrently.
     #[arg(long, env = "SPARKJOBRUN_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// How long every retry of a watch may fail (RBAC revoked, CRD removed) before /readyz
+    /// answers 503.
+    #[arg(long, env = "SPARKJOBRUN_WATCH_OUTAGE_GRACE", default_value = "60s", value_parser = duration)]
+    pub watch_outage_grace: Duration,
     /// Log format.
     #[arg(long, env = "SPARKJOBRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -448,6 +452,7 @@ impl RunArgs {
                 label_selector: self.label_selector.clone().filter(|s| !s.is_empty()),
             },
             concurrency: self.concurrency,
+            watch_outage_grace: self.watch_outage_grace,
             instance: self.instance_name.clone(),
             sts: StsSettings {
                 allow,

@@ -71,6 +71,8 @@ pub struct Settings {
     /// STS endpoint, session duration, refresh margin, cache size and the role allow-list for
     /// `spec.credentials.roleArn`.
     pub sts: StsSettings,
+    /// How long every retry of a watch may fail before the replica reports itself unready.
+    pub watch_outage_grace: Duration,
 }
 
 impl Default for Settings {
@@ -87,6 +89,7 @@ impl Default for Settings {
             concurrency: 16,
             instance: None,
             sts: StsSettings::default(),
+            watch_outage_grace: crate::server::DEFAULT_WATCH_OUTAGE_GRACE,
         }
     }
 }

@@ -84,24 +84,29 @@ fn watched<S: JobRunService>(
 ) -> impl futures::Stream<Item = Result<SparkJobRunRef, watcher::Error>> + Send + 'static {
     let readiness = ctx.readiness.clone();
     let metrics = ctx.metrics.clone();
+    let index = readiness.add_watch();
     let mut listed = false;
     watcher(api, wc)
         .default_backoff()
         .modify(trim)
         .reflect(writer)
         .inspect(move |event| match event {
-            Ok(watcher::Event::InitDone) if !listed => {
-                listed = true;
-                if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    readiness.synced.store(true, Ordering::Relaxed);
-                    info!("initial list of SparkJobRunRef objects synced");
+            Ok(event) => {
+                readiness.watch_ok(index);
+                if matches!(event, watcher::Event::InitDone) && !listed {
+                    listed = true;
+                    if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        readiness.synced.store(true, Ordering::Relaxed);
+                        info!("initial list of SparkJobRunRef objects synced");
+                    }
                 }
             }
             Err(e) => {
                 metrics.watch_errors.inc();
-                warn!(error = %e, "watching SparkJobRunRef objects failed; retrying with backoff");
+                let message = e.to_string();
+                readiness.watch_error(index, tokio::time::Instant::now(), &message);
+                warn!(error = %message, "watching SparkJobRunRef objects failed; retrying with backoff");
             }
-            _ => {}
         })
         .applied_objects()
 }

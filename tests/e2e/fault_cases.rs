@@ -626,3 +626,118 @@ pub async fn api_server_stall_announces_once(env: &'static Env) -> Result<(), St
         format!("{duplicates} duplicate transition events on {objects} objects")
     })
 }
+
+/// A network partition between one operator process and the API server: its watch fails on every
+/// retry, so after `--watch-outage-grace` `/readyz` answers 503 naming the failing watch, the
+/// errors are logged at warn and counted; once the partition heals it is ready again and follows
+/// the run to its end.
+pub async fn watch_outage_drops_readiness(env: &'static Env) -> Result<(), String> {
+    use crate::support::ACCESS_KEY_ID;
+    let ns = env.namespace("watchout").await?;
+    let jr = unique("jr-watchout");
+    env.sim
+        .add_run(RunScript::new(WS, &jr).holding("Running"))
+        .map_err(|e| e.to_string())?;
+    let partition = env.api_partition("watchout").await?;
+    let kubeconfig = partition.kubeconfig.to_string_lossy().into_owned();
+    let op = env.spawn_operator(
+        "watchout",
+        &[
+            "--label-selector",
+            "e2e-process=watchout",
+            "--watch-outage-grace",
+            "5s",
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+        ],
+    )?;
+    env.create_labeled(
+        &ns,
+        "watched",
+        spec_with(&jr, None),
+        &[("e2e-process", "watchout")],
+    )
+    .await?;
+    let ready = |want: u16| {
+        let op = &op;
+        move || async move {
+            let (code, body) = op.http_get("/readyz").await?;
+            if code == want {
+                Ok(Some(body))
+            } else {
+                Err(format!("{code} {body}"))
+            }
+        }
+    };
+    wait_for("the run to be Running", T, || async {
+        let s = env.status(&ns, "watched").await?;
+        match s.state.as_deref() {
+            Some("Running") => Ok(Some(())),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    wait_for("/readyz 200 before the partition", T, ready(200)).await?;
+
+    partition.cut();
+    let cut_at = std::time::Instant::now();
+    let body = wait_for("/readyz 503 during the partition", T, ready(503)).await?;
+    let unready_after = cut_at.elapsed();
+    ensure(
+        body.contains("watching SparkJobRunRef objects has failed"),
+        || format!("/readyz body {body:?}"),
+    )?;
+    ensure(unready_after >= Duration::from_secs(5), || {
+        format!("unready {unready_after:?} after the cut, before the 5 s grace")
+    })?;
+    let (_, metrics) = op.http_get("/metrics").await?;
+    let errors = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sparkjobrun_watch_errors_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    ensure(errors >= 2.0, || format!("{errors} watch errors counted"))?;
+
+    partition.heal();
+    let healed_at = std::time::Instant::now();
+    wait_for("/readyz 200 after the partition", T, ready(200)).await?;
+    let ready_after = healed_at.elapsed();
+    // The watcher says nothing when a retry works; readiness returns once the next error is
+    // overdue, which early in an outage is seconds, not the 45 s that ends an error streak.
+    ensure(ready_after < Duration::from_secs(30), || {
+        format!("ready again only {ready_after:?} after the partition healed")
+    })?;
+    env.sim
+        .add_run(RunScript::new(WS, &jr).holding("Success"))
+        .map_err(|e| e.to_string())?;
+    wait_for(
+        "the run's end to be seen after the partition",
+        T,
+        || async {
+            let s = env.status(&ns, "watched").await?;
+            match s.state.as_deref() {
+                Some("Success") => Ok(Some(())),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
+    let log = op.log_text();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("watching SparkJobRunRef objects failed"))
+        .count();
+    println!(
+        "e2e-count watch-outage unready_after_s={:.1} ready_after_heal_s={:.1} watch_errors={errors} warn_lines={warned}",
+        unready_after.as_secs_f64(),
+        ready_after.as_secs_f64()
+    );
+    ensure(warned >= 2, || {
+        format!("{warned} warn lines about the watch in the log:\n{log}")
+    })?;
+    op.signal(libc::SIGTERM);
+    Ok(())
+}

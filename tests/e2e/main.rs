@@ -55,6 +55,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("leader_failover", |e| {
             process_cases::leader_failover(e).boxed()
         }),
+        ("watch_outage_drops_readiness", |e| {
+            fault_cases::watch_outage_drops_readiness(e).boxed()
+        }),
         ("cancel_failed_and_unknown_states", |e| {
             cases::cancel_failed_and_unknown_states(e).boxed()
         }),

@@ -630,3 +630,95 @@ pub fn phase(state: &str, seconds: Option<f64>, reason: Option<(&str, &str)>) ->
         }),
     }
 }
+
+/// A TCP relay in front of kube-apiserver that a case can cut (every open connection dropped,
+/// new ones closed at once) and restore: a network partition between one operator process and
+/// the API server, leaving the rest of the suite alone.
+pub struct ApiPartition {
+    pub kubeconfig: PathBuf,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiPartition {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.drop_connections();
+    }
+}
+
+impl ApiPartition {
+    /// Drops every relayed connection and refuses new ones until [`Self::heal`].
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.drop_connections();
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn drop_connections(&self) {
+        if let Ok(mut open) = self.open.lock() {
+            for task in open.drain(..) {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Env {
+    /// A relay to the API server and a copy of the operator's kubeconfig that goes through it.
+    pub async fn api_partition(&self, name: &str) -> Result<ApiPartition, String> {
+        let text = std::fs::read_to_string(&self.operator_kubeconfig).map_err(err)?;
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .map(|s| s.trim_matches('"').to_owned())
+            .ok_or("the operator kubeconfig names no server")?;
+        let upstream = server
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("server {server} is not https"))?
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(err)?;
+        let relay = listener.local_addr().map_err(err)?;
+        let kubeconfig = self
+            .operator_kubeconfig
+            .with_file_name(format!("kubeconfig-partition-{name}.yaml"));
+        std::fs::write(
+            &kubeconfig,
+            text.replace(&server, &format!("https://{relay}")),
+        )
+        .map_err(err)?;
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::<tokio::task::JoinHandle<()>>::new()));
+        let (cut2, open2) = (cut.clone(), open.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut2.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut open) = open2.lock() {
+                    open.retain(|t| !t.is_finished());
+                    open.push(task);
+                }
+            }
+        });
+        Ok(ApiPartition {
+            kubeconfig,
+            cut,
+            open,
+            accept,
+        })
+    }
+}
