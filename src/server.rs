@@ -310,10 +310,7 @@ mod tests {
             text.contains("failed for 75s") && text.contains("403"),
             "{text}"
         );
-        assert!(
-            readiness(true, true, true, true, outage).0 == false,
-            "a leader too"
-        );
+        assert!(!readiness(true, true, true, true, outage).0, "a leader too");
         // A standby watches nothing; its readiness is the lease's.
         assert!(readiness(true, false, true, false, outage).0);
     }
