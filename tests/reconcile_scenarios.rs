@@ -211,6 +211,17 @@ fn object(status: Option<SparkJobRunRefStatus>) -> SparkJobRunRef {
     o
 }
 
+trait WithCredentials {
+    fn with_credentials_of(self, other: &SparkJobRunRef) -> Self;
+}
+
+impl WithCredentials for SparkJobRunRef {
+    fn with_credentials_of(mut self, other: &SparkJobRunRef) -> Self {
+        self.spec.credentials = other.spec.credentials.clone();
+        self
+    }
+}
+
 struct Harness {
     ctx: Arc<Context<Service>>,
     service: Service,
@@ -603,6 +614,98 @@ async fn a_write_that_lands_as_the_lease_lapses_is_still_announced() {
     assert!(matches!(err, Error::Fenced { .. }), "{err}");
     assert_eq!(h.service.calls(), 1, "no call once fenced");
     assert!(h.take().is_empty());
+}
+
+/// Hardening 9.9: a Secret fixed after its key was refused is noticed within 30 s, not at the
+/// 10-minute recheck of a permanent failure, and each check until then is one GET of the Secret:
+/// no service call and no write until its resourceVersion changed.
+#[tokio::test(start_paused = true)]
+async fn a_fixed_secret_is_noticed_within_30_seconds_for_one_secret_get_per_check() {
+    let version = Arc::new(Mutex::new("1".to_owned()));
+    let v = version.clone();
+    let mut obj = object(None);
+    obj.spec.credentials = Some(CredentialsSource {
+        secret_ref: Some(SecretReference { name: "ak".into() }),
+        ..CredentialsSource::default()
+    });
+    let accept = accepting(obj.clone());
+    let answer: Answer = Box::new(move |sent| {
+        if sent.method == "GET" && sent.path == "/api/v1/namespaces/data/secrets/ak" {
+            let rv = v.lock().expect("version").clone();
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "Secret",
+                       "metadata": {"name": "ak", "namespace": "data", "resourceVersion": rv,
+                                    "labels": {"emrspark.io/credentials": "true"}},
+                       "data": {"accessKeyId": "QUtJRA==", "accessKeySecret": "c2VjcmV0"}}),
+            )
+        } else {
+            accept(sent)
+        }
+    });
+    let refused = api_error(
+        ApiErrorKind::Unauthorized,
+        Some("InvalidAccessKeyId.NotFound"),
+        "no such key",
+    );
+    let h = Harness::with_api(answer, vec![Err(refused), Ok(running())]);
+    let action = h.reconcile(&obj).await.expect("reconciles");
+    let sent = h.take();
+    assert_eq!(sent.len(), 3, "{sent:#?}");
+    let stored = assert_status_apply(&sent[1]);
+    assert_eq!(
+        condition(&sent[1].body["status"], "Synced"),
+        ("False", "Unauthorized")
+    );
+    assert_eq!(action, Action::requeue(Duration::from_secs(20)));
+    assert!(
+        h.due_in().expect("scheduled") >= Duration::from_secs(480),
+        "the service is still asked again only at the permanent recheck"
+    );
+
+    let obj = object(Some(stored)).with_credentials_of(&obj);
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let action = h.reconcile(&obj).await.expect("recheck");
+        assert_eq!(action, Action::requeue(Duration::from_secs(20)));
+        let sent = h.take();
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        assert_eq!(
+            (sent[0].method.as_str(), sent[0].path.as_str()),
+            ("GET", "/api/v1/namespaces/data/secrets/ak")
+        );
+        assert_eq!(
+            h.service.calls(),
+            1,
+            "no service call while the Secret is unchanged"
+        );
+    }
+
+    *version.lock().expect("version") = "2".into();
+    tokio::time::advance(Duration::from_secs(20)).await;
+    h.reconcile(&obj).await.expect("after the fix");
+    assert_eq!(h.service.calls(), 2, "asked again once the Secret changed");
+    let sent = h.take();
+    assert_eq!(
+        sent.len(),
+        5,
+        "two GETs (check, credentials), apply, two events: {sent:#?}"
+    );
+    assert_eq!(
+        assert_status_apply(&sent[2]).state.as_deref(),
+        Some("Running")
+    );
+    assert_event(&sent[3], "Normal", "Running");
+    assert_event(&sent[4], "Normal", "Recovered");
+    assert!(
+        h.due_in().is_some_and(|d| d <= Duration::from_secs(33)),
+        "polled as running"
+    );
+    let action = h.reconcile(&obj).await.expect("woken by its own write");
+    assert!(
+        h.take().is_empty(),
+        "no Secret check once the failure is over: {action:?}"
+    );
 }
 
 /// Hardening 9.8(b): naming a Secret is not enough. A tenant who cannot read Secrets must not

@@ -39,6 +39,7 @@ use crate::server::Readiness;
 use crate::wire::JobRun;
 use decide::{Decision, Identity, Input, Next, Observed, Plan};
 use fence::Fence;
+use observe::Observation;
 use schedule::{Schedule, Schedules};
 
 /// Handles the reconciler works with; configuration is in `settings`.
@@ -174,23 +175,63 @@ pub async fn reconcile<S: JobRunService>(
         ctx.fence.check(&key)?;
         let (ws, jr) = (&obj.spec.workspace_id, &obj.spec.job_run_id);
         let old = decide::status_of_run(obj.status.as_ref(), ws, jr);
-        let previous = ctx.schedules.get(&key).map(|s| s.previous(Instant::now()));
-        let observation = match decide::plan(old, obj.meta().generation, previous) {
-            Plan::Wait(d) => return Ok(Action::requeue(d)),
-            Plan::Skip => None,
-            Plan::Observe => Some(observe::observe(&obj, &ctx).await),
+        let schedule = ctx.schedules.get(&key);
+        let previous = schedule.as_ref().map(|s| s.previous(Instant::now()));
+        let observation = match gate(&obj, &ctx, old, schedule).await {
+            Gate::Wait(d) => return Ok(Action::requeue(d)),
+            Gate::Skip => None,
+            Gate::Observe => Some(observe::observe(&obj, &ctx).await),
         };
-        if let Some(Err(e @ Error::RateLimited { .. })) = observation {
+        if let Some(Observation {
+            result: Err(e @ Error::RateLimited { .. }),
+            ..
+        }) = observation
+        {
             return Err(e);
         }
-        let decision = decide_for(&obj, &ctx, old, previous, observation.as_ref());
-        apply_decision(&obj, &ctx, decision).await
+        let secret_version = observation.as_ref().and_then(Observation::failed_secret);
+        let result = observation.as_ref().map(|o| &o.result);
+        let decision = decide_for(&obj, &ctx, old, previous, result);
+        apply_decision(&obj, &ctx, decision, secret_version).await
     }
     .instrument(span)
     .await;
     ctx.metrics
         .observe_reconcile(result.is_ok(), started.elapsed());
     result
+}
+
+/// Whether this reconcile calls the service.
+enum Gate {
+    Observe,
+    Skip,
+    Wait(Duration),
+}
+
+/// How often a failure that read a Secret checks whether the Secret changed: one GET of its
+/// metadata, so a fixed key is noticed within this long instead of at the permanent recheck.
+pub const SECRET_RECHECK: Duration = Duration::from_secs(20);
+
+/// The pure plan, plus one IO step: an object waiting after a failure with its Secret's key
+/// observes again as soon as the Secret's resourceVersion is no longer the one that failed.
+async fn gate<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    old: Option<&SparkJobRunRefStatus>,
+    schedule: Option<Schedule>,
+) -> Gate {
+    let previous = schedule.as_ref().map(|s| s.previous(Instant::now()));
+    match decide::plan(old, obj.meta().generation, previous) {
+        Plan::Observe => Gate::Observe,
+        Plan::Skip => Gate::Skip,
+        Plan::Wait(d) => match schedule.and_then(|s| s.secret_version) {
+            None => Gate::Wait(d),
+            Some(failed) => match observe::current_secret_version(obj, ctx).await {
+                Some(now) if now.as_deref() != Some(failed.as_str()) => Gate::Observe,
+                _ => Gate::Wait(d.min(SECRET_RECHECK)),
+            },
+        },
+    }
 }
 
 fn decide_for<S: JobRunService>(
@@ -260,6 +301,7 @@ async fn apply_decision<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
     decision: Decision,
+    secret_version: Option<String>,
 ) -> Result<Action, Error> {
     if decision.write {
         apply::write_status(obj, ctx, &decision.status).await?;
@@ -270,7 +312,13 @@ async fn apply_decision<S: JobRunService>(
     let (schedule, action) = match decision.next {
         Next::AwaitChange => (None, Action::await_change()),
         Next::Poll(after) => (Some((after, 0)), Action::requeue(after)),
-        Next::Retry { after, failures } => (Some((after, failures)), Action::requeue(after)),
+        Next::Retry { after, failures } => {
+            let wake = match secret_version {
+                Some(_) => after.min(SECRET_RECHECK),
+                None => after,
+            };
+            (Some((after, failures)), Action::requeue(wake))
+        }
     };
     ctx.schedules.set(
         &key,
@@ -278,6 +326,7 @@ async fn apply_decision<S: JobRunService>(
             generation,
             due: Instant::now() + after,
             failures,
+            secret_version,
         }),
     );
     Ok(action)
@@ -349,6 +398,7 @@ pub fn error_policy<S: JobRunService>(
             generation: None,
             due: Instant::now(),
             failures,
+            secret_version: None,
         }),
     );
     warn!(namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), error = %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");

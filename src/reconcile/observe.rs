@@ -73,14 +73,57 @@ pub fn resolve_request(
     })
 }
 
+/// What one observation found, and the resourceVersion of the Secret it read (if it read one),
+/// so that a failure can be retried as soon as the Secret changes.
+#[derive(Debug)]
+pub struct Observation {
+    pub result: Result<JobRun, Error>,
+    pub secret_version: Option<String>,
+}
+
+impl Observation {
+    /// The Secret version a failed observation used: the one a recheck compares with.
+    pub fn failed_secret(&self) -> Option<String> {
+        self.result.as_ref().err().and(self.secret_version.clone())
+    }
+}
+
 /// Reads the run: spec checks, endpoint, credentials, then the call.
-pub async fn observe<S: JobRunService>(
+pub async fn observe<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S>) -> Observation {
+    let mut secret_version = None;
+    let result = read_run(obj, ctx, &mut secret_version).await;
+    Observation {
+        result,
+        secret_version,
+    }
+}
+
+/// The resourceVersion of the object's Secret now (`None` when it has no Secret or it cannot be
+/// read): one GET, the cheap check that tells whether a failure is worth a service call again.
+pub async fn current_secret_version<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
+) -> Option<Option<String>> {
+    let name = obj
+        .spec
+        .credentials
+        .as_ref()
+        .and_then(|c| c.secret_ref.as_ref())?
+        .name
+        .as_str();
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &obj.namespace()?);
+    let secret = api.get_metadata_opt(name).await.ok()?;
+    Some(secret.and_then(|s| s.metadata.resource_version))
+}
+
+async fn read_run<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    secret_version: &mut Option<String>,
 ) -> Result<JobRun, Error> {
     poll_interval(obj)?;
     let request = resolve_request(obj, &ctx.settings)?;
-    let (creds, origin) = resolve_credentials(obj, ctx).await?;
+    let (creds, origin) = resolve_credentials(obj, ctx, secret_version).await?;
     let mut result = call(obj, ctx, &request, &creds).await?;
     // Temporary credentials expired early (clock skew, a revoked session): exchange once more
     // and retry once, as the API doc asks, before reporting a problem.
@@ -97,7 +140,7 @@ pub async fn observe<S: JobRunService>(
             Origin::Operator => ctx.credentials.invalidate(),
             Origin::Secret => {}
         }
-        let (creds, _) = resolve_credentials(obj, ctx).await?;
+        let (creds, _) = resolve_credentials(obj, ctx, secret_version).await?;
         result = call(obj, ctx, &request, &creds).await?;
     }
     result.map_err(|source| Error::GetJobRun {
@@ -145,6 +188,7 @@ async fn secret_credentials<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
     name: &str,
+    version: &mut Option<String>,
 ) -> Result<Credentials, Error> {
     let object = object_key(obj);
     let namespace = obj.namespace().unwrap_or_default();
@@ -163,6 +207,7 @@ async fn secret_credentials<S: JobRunService>(
         namespace: namespace.clone(),
         name: name.to_owned(),
     })?;
+    version.clone_from(&secret.metadata.resource_version);
     if !credentials::secret_opted_in(
         secret.metadata.labels.as_ref(),
         secret.metadata.annotations.as_ref(),
@@ -189,6 +234,7 @@ async fn secret_credentials<S: JobRunService>(
 async fn resolve_credentials<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
+    secret_version: &mut Option<String>,
 ) -> Result<(Credentials, Origin), Error> {
     let object = object_key(obj);
     let spec = obj.spec.credentials.as_ref();
@@ -204,7 +250,7 @@ async fn resolve_credentials<S: JobRunService>(
     }
     let base = match spec.and_then(|c| c.secret_ref.as_ref()) {
         Some(r) => Some((
-            secret_credentials(obj, ctx, &r.name).await?,
+            secret_credentials(obj, ctx, &r.name, secret_version).await?,
             r.name.as_str(),
         )),
         None => None,

@@ -9,11 +9,13 @@ use tokio::time::Instant;
 
 use super::decide::Previous;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     pub generation: Option<i64>,
     pub due: Instant,
     pub failures: u32,
+    /// After a failure with the object's Secret: that Secret's resourceVersion.
+    pub secret_version: Option<String>,
 }
 
 impl Schedule {
@@ -39,7 +41,7 @@ pub struct Overdue {
 
 impl Schedules {
     pub fn get(&self, key: &str) -> Option<Schedule> {
-        self.0.lock().ok().and_then(|m| m.get(key).copied())
+        self.0.lock().ok().and_then(|m| m.get(key).cloned())
     }
 
     pub fn set(&self, key: &str, schedule: Option<Schedule>) {

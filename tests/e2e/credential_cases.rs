@@ -548,3 +548,94 @@ pub async fn cross_account_roles(env: &'static Env) -> Result<(), String> {
     )
     .await
 }
+
+/// A Secret whose key the service refuses, fixed afterwards: the operator (with the default
+/// 10-minute recheck of permanent failures) notices the fix within 30 s, and calls the service
+/// no more often than before while the Secret stays wrong.
+pub async fn fixed_secret_is_noticed_soon(env: &'static Env) -> Result<(), String> {
+    let ns = env.namespace("secretfix").await?;
+    let jr = unique("jr-secretfix");
+    env.sim
+        .add_run(RunScript::new(WS, &jr).holding("Running"))
+        .map_err(|e| e.to_string())?;
+    let wrong_key = unique("LTAI5tNoSuchKey");
+    env.put_secret(
+        &ns,
+        "ak",
+        &[
+            ("accessKeyId", wrong_key.as_str()),
+            ("accessKeySecret", "not-the-secret"),
+        ],
+    )
+    .await?;
+    let mut op = env.spawn_operator(
+        "secretfix",
+        &[
+            "--label-selector",
+            "e2e-process=secretfix",
+            "--recheck-permanent",
+            "10m",
+        ],
+        &[],
+    )?;
+    let with_secret = Some(CredentialsSource {
+        secret_ref: Some(SecretReference { name: "ak".into() }),
+        role_arn: None,
+    });
+    env.create_labeled(
+        &ns,
+        "fixed",
+        spec(&jr, with_secret),
+        &[("e2e-process", "secretfix")],
+    )
+    .await?;
+    let reason = wait_for(
+        "the refused key to be reported",
+        Duration::from_secs(40),
+        || async {
+            let s = env.status(&ns, "fixed").await?;
+            match condition(&s, "Synced") {
+                Some(("False", r, _)) => Ok(Some(r.to_owned())),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
+    ensure(reason == "Unauthorized", || format!("reported {reason}"))?;
+    // That the rechecks before the fix cost no service call is proven on a paused clock in
+    // tests/reconcile_scenarios.rs; here the count is only reported.
+    let calls_while_wrong = env.sim.calls_for(&jr);
+    env.put_secret(
+        &ns,
+        "ak",
+        &[
+            ("accessKeyId", ACCESS_KEY_ID),
+            ("accessKeySecret", env.secret.as_str()),
+        ],
+    )
+    .await?;
+    let fixed_at = Instant::now();
+    wait_for(
+        "the fixed Secret to be used",
+        Duration::from_secs(60),
+        || async {
+            let s = env.status(&ns, "fixed").await?;
+            match s.state.as_deref() {
+                Some("Running") => Ok(Some(())),
+                other => Err(format!("{other:?} {:?}", condition(&s, "Synced"))),
+            }
+        },
+    )
+    .await?;
+    let noticed_after = fixed_at.elapsed();
+    println!(
+        "e2e-count secret-fix noticed_after_s={:.1} calls_while_wrong={calls_while_wrong}",
+        noticed_after.as_secs_f64()
+    );
+    ensure(noticed_after <= Duration::from_secs(30), || {
+        format!("the fixed Secret was used only after {noticed_after:?}")
+    })?;
+    op.signal(libc::SIGTERM);
+    let _ = tokio::time::timeout(Duration::from_secs(10), op.child.wait()).await;
+    Ok(())
+}

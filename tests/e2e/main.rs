@@ -55,6 +55,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("leader_failover", |e| {
             process_cases::leader_failover(e).boxed()
         }),
+        ("fixed_secret_is_noticed_soon", |e| {
+            credential_cases::fixed_secret_is_noticed_soon(e).boxed()
+        }),
         ("watch_outage_drops_readiness", |e| {
             fault_cases::watch_outage_drops_readiness(e).boxed()
         }),

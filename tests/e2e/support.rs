@@ -441,15 +441,19 @@ impl Env {
             .arg(REGION)
             .arg("--metrics-addr")
             .arg(metrics.to_string())
-            .args([
-                "--min-poll-interval",
-                "1s",
-                "--poll-queued",
-                "1s",
-                "--poll-running",
-                "1s",
-            ])
-            .args(["--backoff-base", "1s", "--recheck-permanent", "2s"])
+            .args(
+                [
+                    ("--min-poll-interval", "1s"),
+                    ("--poll-queued", "1s"),
+                    ("--poll-running", "1s"),
+                    ("--backoff-base", "1s"),
+                    ("--recheck-permanent", "2s"),
+                ]
+                .into_iter()
+                // A case may set one of these itself.
+                .filter(|(flag, _)| !args.contains(flag))
+                .flat_map(|(flag, value)| [flag, value]),
+            )
             .args(args)
             .env("KUBECONFIG", &self.operator_kubeconfig)
             .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
