@@ -551,8 +551,13 @@ async fn two_replicas(
     env: &Env,
     ns: &str,
     label: &str,
+    extra: &[&str],
 ) -> Result<[crate::support::OperatorProcess; 2], String> {
-    let args = |id: &str| crate::support::elected_replica_args(label, ns, "6s", "2s", id);
+    let args = |id: &str| {
+        let mut a = crate::support::elected_replica_args(label, ns, "6s", "2s", id);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
     let creds = [
         ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
         ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
@@ -583,7 +588,7 @@ async fn two_replicas(
 /// transition is announced exactly once. Runs alone, because every other case stalls with it.
 pub async fn api_server_stall_announces_once(env: &'static Env) -> Result<(), String> {
     let ns = env.namespace("stall").await?;
-    let replicas = two_replicas(env, &ns, "stall").await?;
+    let replicas = two_replicas(env, &ns, "stall", &[]).await?;
     let n = 30;
     // Ends spread from 4 s to 37 s after the runs start: some before the stall, most during it.
     let mut made = Vec::new();
@@ -740,4 +745,195 @@ pub async fn watch_outage_drops_readiness(env: &'static Env) -> Result<(), Strin
     })?;
     op.signal(libc::SIGTERM);
     Ok(())
+}
+
+/// How a case takes the lease away from a leader that does not know it yet.
+#[derive(Debug, Clone, Copy)]
+enum Deposition {
+    /// SIGSTOP past the lease, SIGCONT once the other replica leads.
+    Paused,
+    /// A ValidatingAdmissionPolicy refuses the leader's renewals of its Lease (403).
+    RenewalsRefused,
+}
+
+/// 9.3(b) and 9.2: a leader paused past its lease resumes without a single status write or event
+/// after the other replica took over, and ends (non-zero) instead of lingering as a zombie.
+pub async fn paused_leader_stays_silent(env: &'static Env) -> Result<(), String> {
+    deposed_leader_stays_silent(env, "paused", Deposition::Paused).await
+}
+
+/// 9.3(a): a leader whose lease renewals are refused stops acting before the lease could pass to
+/// the other replica, and ends.
+pub async fn refused_renewals_stop_the_leader(env: &'static Env) -> Result<(), String> {
+    deposed_leader_stays_silent(env, "refused", Deposition::RenewalsRefused).await
+}
+
+async fn deposed_leader_stays_silent(
+    env: &'static Env,
+    label: &str,
+    how: Deposition,
+) -> Result<(), String> {
+    let ns = env.namespace(label).await?;
+    let mut replicas = two_replicas(env, &ns, label, &["--log-format", "json"]).await?;
+    let ids = ["a", "b"];
+    let mut leader = 0;
+    for (i, r) in replicas.iter().enumerate() {
+        if r.http_get("/leaderz").await.map(|r| r.0).unwrap_or(0) == 200 {
+            leader = i;
+        }
+    }
+    let follower = 1 - leader;
+    // Ends from 4 s to 31 s after the start: transitions before, during and after the takeover.
+    let n = 18;
+    let mut made = Vec::new();
+    for i in 0..n {
+        let (name, jr) = (format!("r{i:02}"), unique("jr-deposed"));
+        env.sim
+            .add_run(ending(&jr, 4.0 + (i as f64) * 1.5, i))
+            .map_err(|e| e.to_string())?;
+        env.create_labeled(&ns, &name, spec_with(&jr, None), &[("e2e-process", label)])
+            .await?;
+        made.push((name, jr));
+    }
+    for (name, _) in &made {
+        wait_for(&format!("{ns}/{name} observed"), T, || async {
+            let s = env.status(&ns, name).await?;
+            Ok(s.state.is_some().then_some(()))
+        })
+        .await?;
+    }
+    let lease = format!("e2e-{ns}");
+    let refusal = match how {
+        Deposition::Paused => {
+            replicas[leader].signal(libc::SIGSTOP);
+            None
+        }
+        Deposition::RenewalsRefused => Some(refuse_renewals(env, &lease, ids[leader]).await?),
+    };
+    let takeover = wait_for("the other replica to take the lease", T, || async {
+        let lease = lease_holder(env, &lease).await?;
+        Ok(lease
+            .filter(|(holder, _)| holder == ids[follower])
+            .map(|(_, at)| at))
+    })
+    .await;
+    if matches!(how, Deposition::Paused) {
+        replicas[leader].signal(libc::SIGCONT);
+    }
+    let takeover = takeover?;
+    let exit = tokio::time::timeout(Duration::from_secs(30), replicas[leader].child.wait()).await;
+    if let Some(r) = refusal {
+        r.lift(env).await?;
+    }
+    let exit = match exit {
+        Ok(Ok(status)) => status.code(),
+        Ok(Err(e)) => return Err(format!("waiting for the deposed leader: {e}")),
+        Err(_) => return Err("the deposed leader did not end within 30 s of the takeover".into()),
+    };
+    wait_ended(env, &ns, &made).await?;
+    let log = replicas[leader].log_text();
+    let writes_after = log_lines_after(&log, "status written", takeover);
+    let writes_all = log_lines_after(&log, "status written", jiff::Timestamp::MIN);
+    let mut events_after = 0;
+    for (name, _) in &made {
+        events_after += env
+            .events(&ns, name)
+            .await?
+            .iter()
+            .filter(|e| e.reporting_instance.as_deref() == Some(ids[leader]))
+            .filter(|e| e.event_time.as_ref().is_some_and(|t| t.0 >= takeover))
+            .count();
+    }
+    let (transitions, duplicates, objects) = count_announcements(env, &ns, &made).await?;
+    println!(
+        "e2e-count deposed_leader how={how:?} objects={n} writes_by_it={writes_all} writes_after_takeover={writes_after} \
+         events_after_takeover={events_after} transitions={transitions} \
+         duplicate_events={duplicates} objects_with_duplicates={objects} exit_code={exit:?}"
+    );
+    drop(replicas);
+    ensure(writes_all >= n, || {
+        format!("only {writes_all} status writes found in the deposed leader's log")
+    })?;
+    ensure(writes_after == 0 && events_after == 0, || {
+        format!(
+            "the deposed leader wrote {writes_after} statuses and {events_after} events after the takeover"
+        )
+    })?;
+    ensure(duplicates == 0, || {
+        format!("{duplicates} duplicate transition events on {objects} objects")
+    })?;
+    ensure(exit.is_some_and(|c| c != 0), || {
+        format!("the deposed leader ended with {exit:?}, not a failure code")
+    })
+}
+
+/// The holder of the Lease `name` and when it acquired it (server time).
+async fn lease_holder(env: &Env, name: &str) -> Result<Option<(String, jiff::Timestamp)>, String> {
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.admin.clone(), crate::support::RELEASE_NAMESPACE);
+    let lease = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    Ok(lease
+        .and_then(|l| l.spec)
+        .and_then(|s| Some((s.holder_identity?, s.acquire_time?.0))))
+}
+
+/// JSON log lines with `message` whose timestamp is at or after `since`.
+fn log_lines_after(log: &str, message: &str, since: jiff::Timestamp) -> usize {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == message)
+        .filter(|v| {
+            v["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|t| t >= since)
+        })
+        .count()
+}
+
+/// Refuses every update of the Lease `lease` that keeps `holder` as its holder: the holder's
+/// renewals fail with 403 while another replica may still take the lease.
+async fn refuse_renewals(env: &Env, lease: &str, holder: &str) -> Result<StatusRefusal, String> {
+    let name = format!("e2e-refuse-renewals-{lease}");
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["coordination.k8s.io"], "apiVersions": ["*"],
+                "operations": ["UPDATE"], "resources": ["leases"],
+            }]},
+            "validations": [{
+                "expression": format!(
+                    "object.metadata.name != '{lease}' || !has(object.spec.holderIdentity) || object.spec.holderIdentity != '{holder}'"
+                ),
+                "message": "lease renewals refused (e2e)",
+            }],
+        },
+    });
+    let binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": crate::support::RELEASE_NAMESPACE},
+            }},
+        },
+    });
+    let (policies, bindings) = vap_apis(env);
+    let pp = PatchParams::apply("e2e").force();
+    policies
+        .patch(&name, &pp, &Patch::Apply(&policy))
+        .await
+        .map_err(|e| format!("creating the policy: {e}"))?;
+    bindings
+        .patch(&name, &pp, &Patch::Apply(&binding))
+        .await
+        .map_err(|e| format!("binding the policy: {e}"))?;
+    Ok(StatusRefusal { name })
 }

@@ -58,6 +58,12 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("fixed_secret_is_noticed_soon", |e| {
             credential_cases::fixed_secret_is_noticed_soon(e).boxed()
         }),
+        ("paused_leader_stays_silent", |e| {
+            fault_cases::paused_leader_stays_silent(e).boxed()
+        }),
+        ("refused_renewals_stop_the_leader", |e| {
+            fault_cases::refused_renewals_stop_the_leader(e).boxed()
+        }),
         ("watch_outage_drops_readiness", |e| {
             fault_cases::watch_outage_drops_readiness(e).boxed()
         }),
