@@ -1,10 +1,7 @@
 //! What the operator is configured with: built once from the command line (or by tests) and
 //! handed to the reconciler, so that `cli.rs` depends on configuration, never on the reconciler.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
-
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::credentials::roles::StsSettings;
 use crate::endpoint::{AllowList, Endpoint, Network};
@@ -26,22 +23,6 @@ impl Default for RateLimit {
             per_second: 10.0,
             burst: 20,
         }
-    }
-}
-
-impl RateLimit {
-    pub fn limiter(&self) -> DefaultDirectRateLimiter {
-        let per_second = if self.per_second.is_finite() && self.per_second > 0.0 {
-            self.per_second
-        } else {
-            1.0
-        };
-        let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
-        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
-        RateLimiter::direct(quota)
     }
 }
 
@@ -91,29 +72,5 @@ impl Default for Settings {
             sts: StsSettings::default(),
             watch_outage_grace: crate::server::DEFAULT_WATCH_OUTAGE_GRACE,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_quota_handles_odd_values() {
-        for (per_second, burst) in [(0.0, 0), (f64::NAN, 1), (-3.0, 2), (1e9, 5)] {
-            let limiter = RateLimit { per_second, burst }.limiter();
-            assert!(limiter.check().is_ok(), "{per_second} {burst}");
-        }
-    }
-
-    #[test]
-    fn burst_is_the_number_of_immediate_calls() {
-        let limiter = RateLimit {
-            per_second: 0.001,
-            burst: 3,
-        }
-        .limiter();
-        let admitted = (0..10).filter(|_| limiter.check().is_ok()).count();
-        assert_eq!(admitted, 3);
     }
 }

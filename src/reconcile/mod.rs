@@ -6,6 +6,7 @@
 //! * [`schedule`]: per-object due times and failure counts, in memory.
 //! * [`run`]: watches, the controller loop, readiness and the schedule pruner.
 
+pub mod admission;
 pub mod apply;
 pub mod decide;
 pub mod events;
@@ -17,8 +18,6 @@ pub mod schedule;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::DefaultDirectRateLimiter;
-use governor::clock::{Clock, DefaultClock};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -37,6 +36,7 @@ use crate::metrics::{CategoryLabel, Metrics};
 use crate::policy;
 use crate::server::Readiness;
 use crate::wire::JobRun;
+use admission::{Admission, Admit};
 use decide::{Decision, Identity, Input, Next, Observed, Plan};
 use fence::Fence;
 use observe::Observation;
@@ -55,7 +55,8 @@ pub struct Context<S> {
     pub fence: Arc<Fence>,
     pub schedules: Schedules,
     stores: Mutex<Vec<Store<SparkJobRunRef>>>,
-    limiter: DefaultDirectRateLimiter,
+    /// The process-wide rate limit with its fair line.
+    pub admission: Arc<Admission>,
     recorder: Recorder,
 }
 
@@ -72,7 +73,7 @@ impl<S: JobRunService> Context<S> {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
-            limiter: settings.rate.limiter(),
+            admission: Arc::new(Admission::new(settings.rate)),
             roles: Arc::new(RoleAssumer::from_settings(settings.sts.clone())),
             readiness: Arc::new(Readiness::new(settings.watch_outage_grace)),
             client,
@@ -105,7 +106,7 @@ impl<S: JobRunService> Context<S> {
 
     /// Forgets per-object memory of objects no longer in any watch cache.
     pub fn prune_schedules(&self) -> usize {
-        let live = self
+        let live: std::collections::HashSet<String> = self
             .stores
             .lock()
             .map(|stores| {
@@ -116,22 +117,33 @@ impl<S: JobRunService> Context<S> {
                     .collect()
             })
             .unwrap_or_default();
+        self.admission.retain(&live);
         self.schedules.retain(&live)
     }
 
-    /// Takes a slot of the process-wide rate limit, or says when one frees up.
-    fn admit(&self, object: &str) -> Result<(), Error> {
-        self.limiter.check().map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            self.metrics.rate_limiter_waits.inc();
-            self.metrics
-                .rate_limiter_wait_seconds
-                .inc_by(wait.as_secs_f64());
-            Error::RateLimited {
-                object: object.to_owned(),
-                wait,
+    /// Takes a token of the process-wide rate limit, or puts the object in line: the dispatcher
+    /// wakes it when its turn comes, and the error's `wait` is only a fallback requeue.
+    fn admit(&self, obj: &SparkJobRunRef) -> Result<(), Error> {
+        let key = object_key(obj);
+        let now = Instant::now();
+        let due = self.schedules.get(&key).map_or(now, |s| s.due.min(now));
+        let namespace = obj.namespace().unwrap_or_default();
+        match self.admission.admit(&namespace, &key, due, now) {
+            Admit::Go { waited } => {
+                self.metrics
+                    .rate_limiter_wait_seconds
+                    .inc_by(waited.as_secs_f64());
+                Ok(())
             }
-        })
+            Admit::Queued { ahead, period } => {
+                self.metrics.rate_limiter_waits.inc();
+                let turn = period.saturating_mul(u32::try_from(ahead + 1).unwrap_or(u32::MAX));
+                Err(Error::RateLimited {
+                    object: key,
+                    wait: turn.saturating_mul(2).max(Duration::from_secs(5)),
+                })
+            }
+        }
     }
 
     /// Refreshes the gauges computed from the watch caches and schedules, and renders `/metrics`.

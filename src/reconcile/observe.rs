@@ -158,7 +158,7 @@ async fn call<S: JobRunService>(
     request: &GetJobRunRequest,
     creds: &Credentials,
 ) -> Result<Result<JobRun, ApiError>, Error> {
-    ctx.admit(&object_key(obj))?;
+    ctx.admit(obj)?;
     let started = tokio::time::Instant::now();
     let result = ctx.service.get_job_run(request, creds).await;
     let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::channel::mpsc::UnboundedSender;
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::{Config, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -34,26 +35,32 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
     if let Some(sel) = &ctx.settings.scope.label_selector {
         wc = wc.labels(sel);
     }
-    let apis: Vec<Api<SparkJobRunRef>> = if ctx.settings.scope.namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
-    } else {
-        ctx.settings
-            .scope
-            .namespaces
-            .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
-            .collect()
-    };
+    // One watch per namespace of the scope, or one for all (`None`).
+    let apis: Vec<(Api<SparkJobRunRef>, Option<String>)> =
+        if ctx.settings.scope.namespaces.is_empty() {
+            vec![(Api::all(ctx.client.clone()), None)]
+        } else {
+            ctx.settings
+                .scope
+                .namespaces
+                .iter()
+                .map(|ns| (Api::namespaced(ctx.client.clone(), ns), Some(ns.clone())))
+                .collect()
+        };
     let pending = Arc::new(AtomicUsize::new(apis.len()));
     let mut stores: Vec<Store<SparkJobRunRef>> = Vec::new();
     let mut controllers = Vec::new();
-    for api in apis {
+    let mut wakers = Wakers::default();
+    for (api, namespace) in apis {
         let (reader, writer) = reflector::store();
         stores.push(reader.clone());
         let stream = watched(&ctx, api, wc.clone(), writer, pending.clone());
         let token = shutdown.clone();
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        wakers.0.push((namespace, wake));
         let controller = Controller::for_stream(stream, reader)
             .with_config(Config::default().concurrency(ctx.settings.concurrency))
+            .reconcile_on(woken)
             .graceful_shutdown_on(async move { token.cancelled().await })
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|res| async move {
@@ -68,9 +75,32 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
         *shared = stores;
     }
     let pruner = tokio::spawn(prune_every(ctx.clone(), Duration::from_secs(60)));
+    let admission = ctx.admission.clone();
+    let dispatcher = tokio::spawn(async move { admission.dispatch(|key| wakers.wake(key)).await });
     futures::future::join_all(controllers).await;
+    dispatcher.abort();
     pruner.abort();
     ctx.readiness.synced.store(false, Ordering::Relaxed);
+}
+
+/// Where the dispatcher sends an object whose turn for a call has come: the controller that
+/// watches its namespace.
+#[derive(Default)]
+struct Wakers(Vec<(Option<String>, UnboundedSender<ObjectRef<SparkJobRunRef>>)>);
+
+impl Wakers {
+    fn wake(&self, key: &str) {
+        let Some((namespace, name)) = key.split_once('/') else {
+            return;
+        };
+        let target = self
+            .0
+            .iter()
+            .find(|(ns, _)| ns.as_deref().is_none_or(|ns| ns == namespace));
+        if let Some((_, wake)) = target {
+            let _ = wake.unbounded_send(ObjectRef::new(name).within(namespace));
+        }
+    }
 }
 
 /// The watch of one `api`: trimmed, cached in `writer`, reporting its errors and its first

@@ -937,3 +937,102 @@ async fn refuse_renewals(env: &Env, lease: &str, holder: &str) -> Result<StatusR
         .map_err(|e| format!("binding the policy: {e}"))?;
     Ok(StatusRefusal { name })
 }
+
+/// 9.4: overload. 120 objects in one namespace and one in another, all polled every 5 s, with a
+/// budget of 4 calls/s (24/s are asked for). Every object gets polled, the big namespace's objects
+/// in turn, and the small namespace keeps its cadence within twice its interval.
+pub async fn overload_is_shared_fairly(env: &'static Env) -> Result<(), String> {
+    use crate::support::ACCESS_KEY_ID;
+    let big = env.namespace("crowd").await?;
+    let small = env.namespace("lonely").await?;
+    let op = env.spawn_operator(
+        "overload",
+        &[
+            "--label-selector",
+            "e2e-process=overload",
+            "--rate-limit",
+            "4",
+            "--rate-burst",
+            "4",
+        ],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+        ],
+    )?;
+    let every_5s = |jr: &str| {
+        let mut s = spec_with(jr, None);
+        s.poll_interval = Some("5s".into());
+        s
+    };
+    let label = [("e2e-process", "overload")];
+    let mut crowd = Vec::new();
+    for i in 0..120 {
+        let jr = unique("jr-crowd");
+        env.sim
+            .add_run(RunScript::new(WS, &jr).holding("Running"))
+            .map_err(|e| e.to_string())?;
+        env.create_labeled(&big, &format!("c{i:03}"), every_5s(&jr), &label)
+            .await?;
+        crowd.push(jr);
+    }
+    let lonely = unique("jr-lonely");
+    env.sim
+        .add_run(RunScript::new(WS, &lonely).holding("Running"))
+        .map_err(|e| e.to_string())?;
+    env.create_labeled(&small, "alone", every_5s(&lonely), &label)
+        .await?;
+    // Watch the small namespace's calls for 80 s, sampling the simulator's count.
+    let started = tokio::time::Instant::now();
+    let mut last_change = started;
+    let mut last_count = env.sim.calls_for(&lonely);
+    let mut longest_gap = Duration::ZERO;
+    let mut first_seen = None;
+    while started.elapsed() < Duration::from_secs(80) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let count = env.sim.calls_for(&lonely);
+        if count != last_count {
+            let now = tokio::time::Instant::now();
+            if first_seen.is_some() {
+                longest_gap = longest_gap.max(now - last_change);
+            }
+            first_seen.get_or_insert(now - started);
+            last_change = now;
+            last_count = count;
+        }
+    }
+    longest_gap = longest_gap.max(last_change.elapsed());
+    let polls: Vec<u64> = crowd.iter().map(|jr| env.sim.calls_for(jr)).collect();
+    let never = polls.iter().filter(|c| **c == 0).count();
+    let once = polls.iter().filter(|c| **c == 1).count();
+    let total: u64 = polls.iter().sum();
+    let (_, metrics) = op.http_get("/metrics").await?;
+    let gauge = |name: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    println!(
+        "e2e-count overload objects=121 rate=4/s asked=24.2/s crowd_calls={total} crowd_never_polled={never} \
+         crowd_polled_once={once} lonely_calls={last_count} lonely_first_s={:.1} lonely_longest_gap_s={:.1} \
+         overdue_objects={:?} oldest_overdue_s={:?}",
+        first_seen.map_or(f64::NAN, |d| d.as_secs_f64()),
+        longest_gap.as_secs_f64(),
+        gauge("sparkjobrun_poll_overdue_objects"),
+        gauge("sparkjobrun_poll_oldest_overdue_seconds"),
+    );
+    ensure(never == 0 && once == 0, || {
+        format!("{never} crowd objects never polled and {once} only once in 80 s")
+    })?;
+    ensure(longest_gap <= Duration::from_secs(10), || {
+        format!("the small namespace waited {longest_gap:?} between polls (interval 5 s)")
+    })?;
+    ensure(
+        gauge("sparkjobrun_poll_overdue_objects").is_some_and(|v| v > 0.0),
+        || "the overload shows no overdue objects".into(),
+    )
+}

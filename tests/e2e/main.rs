@@ -64,6 +64,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("refused_renewals_stop_the_leader", |e| {
             fault_cases::refused_renewals_stop_the_leader(e).boxed()
         }),
+        ("overload_is_shared_fairly", |e| {
+            fault_cases::overload_is_shared_fairly(e).boxed()
+        }),
         ("watch_outage_drops_readiness", |e| {
             fault_cases::watch_outage_drops_readiness(e).boxed()
         }),
