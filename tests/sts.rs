@@ -201,7 +201,7 @@ async fn assume_role_is_signed_and_trust_checked() {
         Ok(StsClient::new(timeouts()).expect("client")),
         StsSettings {
             endpoint: endpoint::parse(&sim.endpoint()).expect("endpoint"),
-            allow: RoleAllowList::new(["acs:ram::222222222222:role/emr-*"]).expect("valid"),
+            allow: RoleAllowList::new(["*=acs:ram::222222222222:role/emr-*"]).expect("valid"),
             ..StsSettings::default()
         },
     );
