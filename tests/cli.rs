@@ -30,13 +30,29 @@ async fn simulator() -> SimulatorHandle {
     sim
 }
 
+/// The binary with nothing of the developer's environment: no variables but `PATH`, and an
+/// empty `HOME`, so neither an Aliyun profile (`~/.alibabacloud`), a kubeconfig nor an
+/// `ALIBABA_CLOUD_*` variable can change a test's outcome.
+fn command() -> std::process::Command {
+    let home = tempfile::Builder::new()
+        .prefix("sparkjobrun-cli-home-")
+        .tempdir()
+        .expect("temporary HOME")
+        .keep();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home);
+    cmd
+}
+
 async fn get_job_run(
     sim: &SimulatorHandle,
     job_run: &str,
     secret: Option<&str>,
     extra: &[&str],
 ) -> Output {
-    let mut cmd = tokio::process::Command::new(BIN);
+    let mut cmd = tokio::process::Command::from(command());
     cmd.args([
         "get-job-run",
         "--workspace-id",
@@ -45,11 +61,7 @@ async fn get_job_run(
         job_run,
     ])
     .args(["--region-id", "cn-hangzhou", "--endpoint", &sim.endpoint()])
-    .args(extra)
-    .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-    .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-    .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
-    .env_remove("SPARKJOBRUN_DEFAULT_REGION");
+    .args(extra);
     if let Some(secret) = secret {
         cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", secret);
@@ -134,10 +146,7 @@ async fn get_job_run_failures_exit_non_zero_with_the_service_code() {
 
 #[test]
 fn crd_subcommand_prints_the_committed_crd() {
-    let out = std::process::Command::new(BIN)
-        .arg("crd")
-        .output()
-        .expect("binary runs");
+    let out = command().arg("crd").output().expect("binary runs");
     assert!(out.status.success());
     let committed = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -156,7 +165,7 @@ fn every_subcommand_has_help() {
         &["get-job-run"],
         &["simulator"],
     ] {
-        let out = std::process::Command::new(BIN)
+        let out = command()
             .args(sub)
             .arg("--help")
             .output()
@@ -168,7 +177,7 @@ fn every_subcommand_has_help() {
             text(&out.stdout)
         );
     }
-    let out = std::process::Command::new(BIN)
+    let out = command()
         .args(["run", "--help"])
         .output()
         .expect("binary runs");
@@ -193,7 +202,7 @@ fn every_subcommand_has_help() {
 
 #[test]
 fn bad_flags_fail_at_start_with_the_flag_named() {
-    let out = std::process::Command::new(BIN)
+    let out = command()
         .args(["run", "--rate-limit", "0", "--metrics-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", "/nonexistent")
         .output()

@@ -490,9 +490,10 @@ pub async fn run_that_succeeds(env: &'static Env) -> Result<(), String> {
         "an event was repeated".to_string()
     })?;
 
-    // A finished run costs nothing.
+    // A finished run costs nothing (proven on a paused clock in tests/reconcile_scenarios.rs;
+    // here one short confirmation against the real API server).
     let calls = env.sim.calls_for(&jr);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     ensure(env.sim.calls_for(&jr) == calls, || {
         format!(
             "calls after Success: {} -> {}",
@@ -722,15 +723,16 @@ pub async fn quiet_run_writes_nothing(env: &'static Env) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     env.create(&ns, "quiet", spec(&jr)).await?;
     wait_state(env, &ns, "quiet", "Running").await?;
-    // Let the transition's own write settle, then watch.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the transition's own write settle, then watch. "A quiet poll writes nothing" is
+    // proven on a paused clock in tests/reconcile_scenarios.rs; this is a short confirmation.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let before = env.get(&ns, "quiet").await?.metadata.resource_version;
     let calls_before = env.sim.calls_for(&jr);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let after = env.get(&ns, "quiet").await?.metadata.resource_version;
     let calls = env.sim.calls_for(&jr) - calls_before;
-    ensure(calls >= 3, || {
-        format!("only {calls} polls in 6s: the run is not being polled")
+    ensure(calls >= 2, || {
+        format!("only {calls} polls in 3s: the run is not being polled")
     })?;
     ensure(before == after, || {
         format!("resourceVersion moved {before:?} -> {after:?} over {calls} unchanged polls")
@@ -832,8 +834,9 @@ pub async fn operator_rights_are_minimal(env: &'static Env) -> Result<(), String
     let (ok, out, _) = env
         .kubectl(&["auth", "can-i", "update", "sparkjobruns"], None, true)
         .await?;
-    ensure(!ok || out.trim() == "no", || {
-        "operator may update specs".into()
+    // `can-i` answers "no" (and exits 1); any other failure proves nothing.
+    ensure(!ok && out.trim() == "no", || {
+        format!("operator may update specs, or can-i failed otherwise: ok={ok} out={out:?}")
     })
 }
 

@@ -431,6 +431,8 @@ impl Env {
         let dir = std::env::temp_dir().join(format!("sparkjobrun-e2e-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(err)?;
         let log = dir.join(format!("operator-{name}.log"));
+        let home = dir.join(format!("home-{name}"));
+        std::fs::create_dir_all(&home).map_err(err)?;
         let file = std::fs::File::create(&log).map_err(err)?;
         let file2 = file.try_clone().map_err(err)?;
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sparkjobrun-operator"));
@@ -455,10 +457,12 @@ impl Env {
                 .flat_map(|(flag, value)| [flag, value]),
             )
             .args(args)
+            // Nothing of the developer's environment (an Aliyun profile in ~, ALIBABA_CLOUD_*
+            // variables) may change a case's outcome: only what the case passes.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
             .env("KUBECONFIG", &self.operator_kubeconfig)
-            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-            .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(file)
