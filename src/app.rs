@@ -19,6 +19,7 @@ use crate::credentials::{ChainSettings, CredentialsError, OperatorChain, RoleAss
 use crate::endpoint;
 use crate::leader;
 use crate::mapping::{self, PollOutcome, StatusContext};
+use crate::metrics::Metrics;
 use crate::reconcile::fence::Fence;
 use crate::reconcile::{self, Context};
 use crate::server::{self, Readiness};
@@ -27,7 +28,15 @@ use crate::server::{self, Readiness};
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] crate::cli::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Endpoint(#[from] crate::endpoint::EndpointError),
+    #[error("serving --metrics-addr {addr}: {source}")]
+    Serve {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("connecting to Kubernetes: {0}")]
     Kube(#[source] kube::Error),
     #[error("building the HTTP client: {0}")]
@@ -36,10 +45,12 @@ pub enum AppError {
     Credentials(#[source] CredentialsError),
     #[error("GetJobRun failed: {0}")]
     GetJobRun(#[source] crate::client::ApiError),
-    #[error("printing the status: {0}")]
-    Output(String),
+    #[error("printing as JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("printing as YAML: {0}")]
+    Yaml(#[source] serde_yaml::Error),
     #[error("simulator: {0}")]
-    Simulator(String),
+    Simulator(#[source] crate::simulator::SimulatorError),
     #[error("leader election: {0}")]
     Leader(#[source] leader::LeaderError),
 }
@@ -78,6 +89,19 @@ fn operator_chain(settings: &ChainSettings, sts: &StsClient) -> Result<OperatorC
         ),
     }
     Ok(chain)
+}
+
+/// The STS client (counting in `metrics`) and the operator's own credential chain built on it.
+fn operator_identity(
+    settings: &ChainSettings,
+    timeouts: crate::client::Timeouts,
+    metrics: &Metrics,
+) -> Result<(StsClient, OperatorChain), AppError> {
+    let sts = StsClient::new(timeouts)
+        .map_err(AppError::Http)?
+        .with_metrics(metrics);
+    let chain = operator_chain(settings, &sts)?;
+    Ok((sts, chain))
 }
 
 /// Resolves once SIGINT or SIGTERM arrives.
@@ -133,18 +157,10 @@ async fn wait_for_crd(
 
 /// `sparkjobrun-operator run`.
 pub async fn run(args: RunArgs) -> Result<(), AppError> {
-    let settings = args
-        .settings()
-        .map_err(|e| AppError::Config(e.to_string()))?;
-    let election = args
-        .leader_election()
-        .map_err(|e| AppError::Config(e.to_string()))?;
-    let chain_settings = args
-        .credentials
-        .chain_settings(args.service.timeouts())
-        .map_err(|e| AppError::Config(e.to_string()))?;
-    let sts = StsClient::new(args.service.timeouts()).map_err(AppError::Http)?;
-    let chain = operator_chain(&chain_settings, &sts)?;
+    let (settings, chain_settings) = args.configure()?;
+    let election = args.leader_election()?;
+    let metrics = Arc::new(Metrics::new());
+    let (sts, chain) = operator_identity(&chain_settings, args.service.timeouts(), &metrics)?;
     if !settings.sts.allow.is_empty() {
         info!(allowed = %settings.sts.allow, sts = %settings.sts.endpoint, "objects may assume roles matching --assume-role-allow");
     }
@@ -161,6 +177,7 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     });
     let ctx = Arc::new(
         Context::new(client.clone(), service, settings, chain.provider)
+            .with_metrics(metrics)
             .with_role_assumer(roles)
             .with_fence(fence.clone()),
     );
@@ -185,7 +202,10 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         async move { server_stop.cancelled().await },
     )
     .await
-    .map_err(|e| AppError::Config(format!("--metrics-addr {}: {e}", args.metrics_addr)))?;
+    .map_err(|source| AppError::Serve {
+        addr: args.metrics_addr,
+        source,
+    })?;
     info!(%addr, "serving /metrics, /livez and /readyz");
 
     wait_for_crd(&client, &scope, &readiness, &stop).await;
@@ -208,12 +228,8 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
 /// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the
 /// status exactly as the controller would write it.
 pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
-    let chain_settings = args
-        .credentials
-        .chain_settings(args.service.timeouts())
-        .map_err(|e| AppError::Config(e.to_string()))?;
-    let sts = StsClient::new(args.service.timeouts()).map_err(AppError::Http)?;
-    let chain = operator_chain(&chain_settings, &sts)?;
+    let chain_settings = args.credentials.chain_settings(args.service.timeouts())?;
+    let (_, chain) = operator_identity(&chain_settings, args.service.timeouts(), &Metrics::new())?;
     let creds = chain
         .provider
         .credentials()
@@ -222,8 +238,7 @@ pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
     let endpoint = match &args.service.endpoint {
         Some(e) => endpoint::parse(e),
         None => endpoint::for_region(&args.region_id, args.service.network),
-    }
-    .map_err(|e| AppError::Config(e.to_string()))?;
+    }?;
     let service = HttpJobRunService::new(args.service.timeouts()).map_err(AppError::Http)?;
     let request = GetJobRunRequest {
         workspace_id: args.workspace_id.clone(),
@@ -248,11 +263,7 @@ pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
         &now,
     );
     match args.output {
-        OutputFormat::Json => {
-            serde_json::to_string_pretty(&status).map_err(|e| AppError::Output(e.to_string()))
-        }
-        OutputFormat::Yaml => {
-            serde_yaml::to_string(&status).map_err(|e| AppError::Output(e.to_string()))
-        }
+        OutputFormat::Json => serde_json::to_string_pretty(&status).map_err(AppError::Json),
+        OutputFormat::Yaml => serde_yaml::to_string(&status).map_err(AppError::Yaml),
     }
 }

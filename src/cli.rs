@@ -375,6 +375,12 @@ impl RunArgs {
 
     /// Validates the flags and builds the controller settings.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
+        self.configure().map(|(settings, _)| settings)
+    }
+
+    /// The reconciler's settings and the operator's credential chain, each built once (the STS
+    /// part of the chain settings feeds both).
+    pub fn configure(&self) -> Result<(Settings, ChainSettings), ConfigError> {
         if self.min_poll_interval.is_zero() {
             return Err(invalid("min-poll-interval", "must be above zero"));
         }
@@ -422,7 +428,7 @@ impl RunArgs {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect();
-        Ok(Settings {
+        let settings = Settings {
             poll: PollPolicy {
                 min_interval: self.min_poll_interval,
                 max_interval: self.max_poll_interval,
@@ -457,9 +463,10 @@ impl RunArgs {
             sts: StsSettings {
                 allow,
                 cache_size: self.credentials_cache_size,
-                ..chain.sts
+                ..chain.sts.clone()
             },
-        })
+        };
+        Ok((settings, chain))
     }
 }
 

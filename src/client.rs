@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::endpoint::Endpoint;
 use crate::policy::RetryClass;
 use crate::signer::{self, Credentials, RequestToSign};
+use crate::transport::{self, AcsTransport, Failure, Outgoing};
 use crate::wire::{ErrorBody, GetJobRunResponse, JobRun};
 
 pub const API_VERSION: &str = "2023-08-08";
@@ -160,7 +161,7 @@ impl ApiError {
                 " (check the node clock: requests must be within 15 minutes of the service)",
             );
         }
-        truncate(&mut msg, 1024);
+        crate::text::truncate(&mut msg, 1024);
         msg
     }
 
@@ -174,10 +175,6 @@ impl ApiError {
             retry_after: None,
         }
     }
-}
-
-fn truncate(s: &mut String, max: usize) {
-    crate::text::truncate(s, max);
 }
 
 /// Builds an [`ApiError`] from an error answer. Pure, so every odd body is table-tested.
@@ -216,7 +213,7 @@ pub fn error_from_response(
             let text = String::from_utf8_lossy(body);
             let looks_html = text.trim_start().starts_with('<');
             let mut snippet: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
-            truncate(&mut snippet, 200);
+            crate::text::truncate(&mut snippet, 200);
             let kind = match http_status {
                 500..=599 => ApiErrorKind::Transient,
                 429 => ApiErrorKind::Throttled,
@@ -293,20 +290,14 @@ impl Default for Timeouts {
 /// GetJobRun over HTTPS with reqwest (rustls, bundled web PKI roots).
 #[derive(Debug, Clone)]
 pub struct HttpJobRunService {
-    http: reqwest::Client,
+    transport: AcsTransport,
 }
 
 impl HttpJobRunService {
     pub fn new(timeouts: Timeouts) -> Result<Self, reqwest::Error> {
-        let user_agent = format!("sparkjobrun-operator/{}", env!("CARGO_PKG_VERSION"));
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.read)
-            .timeout(timeouts.connect + timeouts.read)
-            .user_agent(user_agent)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Self { http })
+        Ok(Self {
+            transport: AcsTransport::new(timeouts, None)?,
+        })
     }
 }
 
@@ -317,10 +308,6 @@ pub fn get_job_run_path(workspace_id: &str, job_run_id: &str) -> String {
         signer::percent_encode(workspace_id),
         signer::percent_encode(job_run_id)
     )
-}
-
-fn new_nonce() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
 }
 
 impl JobRunService for HttpJobRunService {
@@ -345,84 +332,46 @@ impl JobRunService for HttpJobRunService {
             },
             creds,
             &date,
-            &new_nonce(),
+            &transport::nonce(),
         );
-        let url = format!("{}{}?{}", req.endpoint.base_url(), path, signed.query);
-        let mut builder = self.http.get(&url).header("accept", "application/json");
-        for (name, value) in &signed.headers {
-            // reqwest derives `host` from the URL; sending it twice would be an error.
-            if name != "host" {
-                builder = builder.header(name.as_str(), value.as_str());
-            }
-        }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| transport_error(&req.endpoint, &e))?;
-        let status = response.status().as_u16();
-        let header = |n: &str| {
-            response
-                .headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+        let outgoing = Outgoing {
+            method: "GET",
+            path: &path,
+            query: &signed.query,
+            headers: &signed.headers,
+            body: b"",
         };
-        let retry_after = header("x-acs-retry-after");
-        let request_id = header("x-acs-request-id");
-        let body = crate::body::read_bounded(response, crate::body::SERVICE_LIMIT)
+        let answer = self
+            .transport
+            .send(&req.endpoint, outgoing, crate::body::SERVICE_LIMIT)
             .await
-            .map_err(|e| match e {
-                crate::body::BodyError::Transport(e) => transport_error(&req.endpoint, &e),
-                too_large => ApiError {
+            .map_err(|failure| match failure {
+                Failure::Unreachable(message) => {
+                    ApiError::local(ApiErrorKind::Unreachable, message)
+                }
+                Failure::TooLarge {
+                    status,
+                    request_id,
+                    message,
+                } => ApiError {
                     http_status: Some(status),
-                    request_id: request_id.clone(),
+                    request_id,
                     ..ApiError::local(
                         ApiErrorKind::InvalidResponse,
-                        format!("GetJobRun {too_large}"),
+                        format!("GetJobRun {message}"),
                     )
                 },
             })?;
-        if (200..300).contains(&status) {
-            decode_success(&body, request_id.as_deref())
+        if (200..300).contains(&answer.status) {
+            decode_success(&answer.body, answer.request_id.as_deref())
         } else {
             Err(error_from_response(
-                status,
-                retry_after.as_deref(),
-                request_id.as_deref(),
-                &body,
+                answer.status,
+                answer.retry_after.as_deref(),
+                answer.request_id.as_deref(),
+                &answer.body,
             ))
         }
-    }
-}
-
-fn transport_error(endpoint: &Endpoint, e: &reqwest::Error) -> ApiError {
-    ApiError::local(
-        ApiErrorKind::Unreachable,
-        describe_transport_error(endpoint, e),
-    )
-}
-
-/// "timed out / could not connect / transport error talking to ENDPOINT: innermost cause".
-/// Shared with the STS client. The innermost cause is the useful part (DNS, refused, TLS);
-/// no secret can appear, as credentials travel in headers only.
-pub fn describe_transport_error(endpoint: &Endpoint, e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
-    let mut cause = String::new();
-    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(err) = cur {
-        cause = err.to_string();
-        cur = err.source();
-    }
-    if cause.is_empty() {
-        format!("{what} talking to {endpoint}")
-    } else {
-        format!("{what} talking to {endpoint}: {cause}")
     }
 }
 

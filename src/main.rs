@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd => sparkjobrun_operator::crd::crd_yaml()
             .map(|yaml| print!("{yaml}"))
-            .map_err(|e| app::AppError::Output(e.to_string())),
+            .map_err(app::AppError::Yaml),
         Command::Run(args) => {
             app::init_tracing(args.log_format);
             app::run(args).await
@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
             app::init_tracing(LogFormat::Text);
             sparkjobrun_operator::simulator::run_cli(args)
                 .await
-                .map_err(|e| app::AppError::Simulator(e.to_string()))
+                .map_err(app::AppError::Simulator)
         }
     };
     match result {

@@ -3,7 +3,6 @@
 //! series stays bounded however many objects exist.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::Duration;
 
@@ -37,10 +36,6 @@ pub struct StsLabel {
     pub outcome: &'static str,
 }
 
-/// STS exchanges of this process, by action and ok/error. A process-wide family because the
-/// credential providers are built before, and apart from, the controller and its registry.
-pub static STS_EXCHANGES: LazyLock<Family<StsLabel, Counter>> = LazyLock::new(Family::default);
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: &'static str,
@@ -53,6 +48,9 @@ pub struct EventLabel {
 
 pub struct Metrics {
     registry: Registry,
+    /// STS exchanges by action and ok/error, counted by every `StsClient` built with these
+    /// metrics (the operator's own credential chain as well as cross-account roles).
+    pub sts_exchanges: Family<StsLabel, Counter>,
     pub reconciles: Family<ResultLabel, Counter>,
     pub reconcile_duration: Histogram,
     pub errors: Family<CategoryLabel, Counter>,
@@ -111,6 +109,7 @@ impl Metrics {
             calls: Family::default(),
             call_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             rate_limiter_waits: Counter::default(),
+            sts_exchanges: Family::default(),
             rate_limiter_wait_seconds: Counter::default(),
             status_writes: Counter::default(),
             events: Family::default(),
@@ -200,7 +199,7 @@ impl Metrics {
         registry.register(
             "sts_exchanges",
             "STS AssumeRoleWithOIDC / AssumeRole exchanges by outcome (ok or error)",
-            STS_EXCHANGES.clone(),
+            m.sts_exchanges.clone(),
         );
         Self { registry, ..m }
     }

@@ -40,9 +40,40 @@ impl From<&str> for Secret {
     }
 }
 
+/// Headers of a signed request shown by name only: their values carry the signature and the
+/// security token. The one `Debug` every request type (signed, prepared, received) uses.
+pub struct HeaderNames<'a>(pub &'a [(String, String)]);
+
+impl fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+/// Compares without an early exit, so the time an answer takes says nothing about how much of a
+/// signature or token matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_hide_values_and_equality_is_exact() {
+        let headers = vec![
+            ("authorization".to_owned(), "ACS3 Signature=abc".to_owned()),
+            ("x-acs-security-token".to_owned(), "tok-123".to_owned()),
+        ];
+        let shown = format!("{:?}", HeaderNames(&headers));
+        assert_eq!(shown, r#"["authorization", "x-acs-security-token"]"#);
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
 
     #[test]
     fn debug_hides_the_value() {

@@ -255,11 +255,9 @@ pub struct SignedRequest {
 
 impl std::fmt::Debug for SignedRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token header and signature are sensitive; list the header names only.
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("SignedRequest")
             .field("query", &self.query)
-            .field("headers", &names)
+            .field("headers", &crate::secret::HeaderNames(&self.headers))
             .finish()
     }
 }

@@ -25,34 +25,7 @@ fn chart_dir() -> PathBuf {
 }
 
 fn helm() -> PathBuf {
-    let path = match std::env::var_os("HELM").filter(|v| !v.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let tools_env = devenv::tools_env_path();
-            let text = std::fs::read_to_string(&tools_env).unwrap_or_else(|e| {
-                panic!(
-                    "HELM is not set and {} cannot be read ({e}): run tools/ensure-tools.sh",
-                    tools_env.display()
-                )
-            });
-            let line = text
-                .lines()
-                .find_map(|l| l.strip_prefix("HELM="))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "HELM is not set and {} has no HELM= line: run tools/ensure-tools.sh without --no-helm",
-                        tools_env.display()
-                    )
-                });
-            PathBuf::from(line.trim())
-        }
-    };
-    assert!(
-        path.is_file(),
-        "helm not found at {}: run tools/ensure-tools.sh",
-        path.display()
-    );
-    path
+    devenv::tool("HELM", "helm").unwrap_or_else(|e| panic!("{e}: run tools/ensure-tools.sh"))
 }
 
 /// Runs helm; Ok(stdout) on success, Err(stdout + stderr) otherwise.

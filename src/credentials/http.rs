@@ -15,30 +15,35 @@ use super::sts::{
     StsFailure, StsFailureKind, TemporaryCredentials,
 };
 use super::{CredentialProvider, CredentialsError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use crate::client::Timeouts;
 use crate::endpoint::Endpoint;
+use crate::metrics::{Metrics, StsLabel};
 use crate::secret::Secret;
 use crate::signer::Credentials;
+use crate::transport::{self, AcsTransport, Failure, Outgoing};
 
 /// STS over HTTPS (or plain HTTP for an explicitly configured endpoint such as a simulator).
 #[derive(Debug, Clone)]
 pub struct StsClient {
-    http: reqwest::Client,
+    transport: AcsTransport,
+    exchanges: Family<StsLabel, Counter>,
 }
 
 impl StsClient {
     pub fn new(timeouts: Timeouts) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.read)
-            .timeout(timeouts.connect + timeouts.read)
-            .user_agent(format!(
-                "sparkjobrun-operator/{} (sts)",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Self { http })
+        Ok(Self {
+            transport: AcsTransport::new(timeouts, Some("sts"))?,
+            exchanges: Family::default(),
+        })
+    }
+
+    /// Counts the exchanges in `metrics` (`sparkjobrun_sts_exchanges_total`).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.exchanges = metrics.sts_exchanges.clone();
+        self
     }
 
     /// `AssumeRoleWithOIDC` (anonymous).
@@ -61,7 +66,7 @@ impl StsClient {
         ex: &AssumeRoleExchange<'_>,
     ) -> Result<TemporaryCredentials, StsFailure> {
         let date = crate::signer::format_acs_date(Timestamp::now());
-        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let nonce = transport::nonce();
         let req = sts::assume_role_request(&endpoint.host, ex, caller, &date, &nonce);
         self.send(endpoint, req, ASSUME_ROLE, ex.role_arn).await
     }
@@ -76,8 +81,8 @@ impl StsClient {
     ) -> Result<TemporaryCredentials, StsFailure> {
         let result = self.send_once(endpoint, req, action, role_arn).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        crate::metrics::STS_EXCHANGES
-            .get_or_create(&crate::metrics::StsLabel { action, outcome })
+        self.exchanges
+            .get_or_create(&StsLabel { action, outcome })
             .inc();
         result
     }
@@ -89,40 +94,32 @@ impl StsClient {
         action: &'static str,
         role_arn: &str,
     ) -> Result<TemporaryCredentials, StsFailure> {
-        let url = format!("{}{}?{}", endpoint.base_url(), req.path, req.query);
-        let mut builder = self.http.post(&url);
-        for (name, value) in &req.headers {
-            // reqwest derives `host` from the URL.
-            if name != "host" {
-                builder = builder.header(name.as_str(), value.as_str());
-            }
-        }
-        let unreachable = |e: reqwest::Error| {
-            let message = crate::client::describe_transport_error(endpoint, &e);
-            StsFailure::local(action, role_arn, StsFailureKind::Unreachable, message)
+        let outgoing = Outgoing {
+            method: req.method,
+            path: req.path,
+            query: &req.query,
+            headers: &req.headers,
+            body: &req.body,
         };
-        let response = builder.body(req.body).send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get("x-acs-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = crate::body::read_bounded(response, crate::body::STS_LIMIT)
+        let answer = self
+            .transport
+            .send(endpoint, outgoing, crate::body::STS_LIMIT)
             .await
-            .map_err(|e| match e {
-                crate::body::BodyError::Transport(e) => unreachable(e),
-                too_large => StsFailure {
+            .map_err(|failure| match failure {
+                Failure::Unreachable(message) => {
+                    StsFailure::local(action, role_arn, StsFailureKind::Unreachable, message)
+                }
+                Failure::TooLarge {
+                    status,
+                    request_id,
+                    message,
+                } => StsFailure {
                     http_status: Some(status),
-                    request_id: request_id.clone(),
-                    ..StsFailure::local(
-                        action,
-                        role_arn,
-                        StsFailureKind::InvalidResponse,
-                        too_large.to_string(),
-                    )
+                    request_id,
+                    ..StsFailure::local(action, role_arn, StsFailureKind::InvalidResponse, message)
                 },
             })?;
+        let (status, request_id, body) = (answer.status, answer.request_id, answer.body);
         let result = sts::parse_response(action, role_arn, status, request_id.as_deref(), &body);
         match &result {
             Ok(t) => {

@@ -93,9 +93,11 @@ impl RoleAssumer {
         }
     }
 
-    /// Builds its own STS client from the settings' timeouts.
-    pub fn from_settings(settings: StsSettings) -> Self {
-        let sts = StsClient::new(settings.timeouts).map_err(|e| e.to_string());
+    /// Builds its own STS client from the settings' timeouts, counting in `metrics`.
+    pub fn from_settings(settings: StsSettings, metrics: &crate::metrics::Metrics) -> Self {
+        let sts = StsClient::new(settings.timeouts)
+            .map(|c| c.with_metrics(metrics))
+            .map_err(|e| e.to_string());
         Self::new(sts, settings)
     }
 
@@ -202,7 +204,7 @@ mod tests {
             allow: RoleAllowList::new(["*=acs:ram::1:role/*"]).expect("valid"),
             ..StsSettings::default()
         };
-        let assumer = RoleAssumer::from_settings(settings);
+        let assumer = RoleAssumer::from_settings(settings, &crate::metrics::Metrics::new());
         assert!(assumer.allows("ns", "acs:ram::1:role/r"));
         assert!(!assumer.allows("ns", "acs:ram::2:role/r"));
         let err = assumer

@@ -109,12 +109,11 @@ pub struct PreparedRequest {
 
 impl fmt::Debug for PreparedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("PreparedRequest")
             .field("method", &self.method)
             .field("path", &self.path)
             .field("query", &self.query)
-            .field("headers", &names)
+            .field("headers", &crate::secret::HeaderNames(&self.headers))
             .field("body_len", &self.body.len())
             .finish()
     }

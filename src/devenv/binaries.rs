@@ -38,61 +38,43 @@ impl Binaries {
     /// Locates the binaries: `KUBE_APISERVER`, `KUBECTL` and `ETCD` win,
     /// the rest comes from `tools.env` in the cache directory.
     pub fn locate() -> Result<Self, DevEnvError> {
-        let tools_env = tools_env_path();
-        // Read lazily: with all three variables set the file is not needed.
-        let mut file_entries: Option<Result<HashMap<String, String>, String>> = None;
-        let mut find = |env_var: &'static str,
-                        binary: &'static str|
-         -> Result<PathBuf, DevEnvError> {
-            let path = match std::env::var_os(env_var).filter(|v| !v.is_empty()) {
-                Some(value) => PathBuf::from(value),
-                None => {
-                    let entries = file_entries.get_or_insert_with(|| {
-                        std::fs::read_to_string(&tools_env)
-                            .map(|text| parse_tools_env(&text))
-                            .map_err(|e| {
-                                format!(
-                                    "{env_var} is not set and {} cannot be read ({e})",
-                                    tools_env.display()
-                                )
-                            })
-                    });
-                    let entries =
-                        entries
-                            .as_ref()
-                            .map_err(|detail| DevEnvError::BinaryNotFound {
-                                binary,
-                                env_var,
-                                tools_env: tools_env.clone(),
-                                detail: detail.clone(),
-                            })?;
-                    match entries.get(env_var) {
-                        Some(value) => PathBuf::from(value),
-                        None => {
-                            return Err(DevEnvError::BinaryNotFound {
-                                binary,
-                                env_var,
-                                tools_env: tools_env.clone(),
-                                detail: format!("{} has no {env_var}= line", tools_env.display()),
-                            });
-                        }
-                    }
-                }
-            };
-            check_executable(&path).map_err(|detail| DevEnvError::BinaryNotFound {
-                binary,
-                env_var,
-                tools_env: tools_env.clone(),
-                detail,
-            })?;
-            Ok(path)
-        };
         Ok(Self {
-            kube_apiserver: find("KUBE_APISERVER", "kube-apiserver")?,
-            kubectl: find("KUBECTL", "kubectl")?,
-            etcd: find("ETCD", "etcd")?,
+            kube_apiserver: tool("KUBE_APISERVER", "kube-apiserver")?,
+            kubectl: tool("KUBECTL", "kubectl")?,
+            etcd: tool("ETCD", "etcd")?,
         })
     }
+}
+
+/// The one lookup of a tool binary (for the dev environment and for tests): the variable
+/// `env_var` when set, else its line in `tools.env` (written by `tools/ensure-tools.sh`); the
+/// file must be executable.
+pub fn tool(env_var: &'static str, binary: &'static str) -> Result<PathBuf, DevEnvError> {
+    let tools_env = tools_env_path();
+    let not_found = |detail: String| DevEnvError::BinaryNotFound {
+        binary,
+        env_var,
+        tools_env: tools_env.clone(),
+        detail,
+    };
+    let path = match std::env::var_os(env_var).filter(|v| !v.is_empty()) {
+        Some(value) => PathBuf::from(value),
+        None => {
+            let text = std::fs::read_to_string(&tools_env).map_err(|e| {
+                not_found(format!(
+                    "{env_var} is not set and {} cannot be read ({e})",
+                    tools_env.display()
+                ))
+            })?;
+            let entries = parse_tools_env(&text);
+            let value = entries.get(env_var).ok_or_else(|| {
+                not_found(format!("{} has no {env_var}= line", tools_env.display()))
+            })?;
+            PathBuf::from(value)
+        }
+    };
+    check_executable(&path).map_err(not_found)?;
+    Ok(path)
 }
 
 /// Parses `KEY=VALUE` lines; blank lines and `#` comments are ignored.

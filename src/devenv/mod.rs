@@ -31,7 +31,7 @@ pub use auth::{
     ADMIN_USER, MASTERS_GROUP, OPERATOR_GROUP, OPERATOR_USER, StaticUser, random_token,
     render_kubeconfig, render_token_csv,
 };
-pub use binaries::{Binaries, CACHE_ENV, cache_dir, tools_env_path};
+pub use binaries::{Binaries, CACHE_ENV, cache_dir, tool, tools_env_path};
 pub use error::{DevEnvError, LogExcerpt};
 
 use auth::{config_from_kubeconfig, write_private};

@@ -71,16 +71,17 @@ impl<S: JobRunService> Context<S> {
             controller: FIELD_MANAGER.into(),
             instance: settings.instance.clone(),
         };
+        let metrics = Arc::new(Metrics::new());
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             admission: Arc::new(Admission::new(settings.rate)),
-            roles: Arc::new(RoleAssumer::from_settings(settings.sts.clone())),
+            roles: Arc::new(RoleAssumer::from_settings(settings.sts.clone(), &metrics)),
             readiness: Arc::new(Readiness::new(settings.watch_outage_grace)),
             client,
             service,
             settings,
             credentials,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             fence: Arc::new(Fence::open()),
             schedules: Schedules::default(),
             stores: Mutex::new(Vec::new()),
@@ -90,6 +91,12 @@ impl<S: JobRunService> Context<S> {
     /// Uses `roles` (built by the caller, e.g. with a shared STS client).
     pub fn with_role_assumer(mut self, roles: Arc<RoleAssumer>) -> Self {
         self.roles = roles;
+        self
+    }
+
+    /// Reports into `metrics` (shared with clients built before the context, such as STS's).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 

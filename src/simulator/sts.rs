@@ -319,7 +319,7 @@ pub fn check_oidc(
             format!("The OIDC provider {provider} does not exist or is not trusted by the role."),
         ));
     };
-    if !constant_time_eq(entry.token.expose().as_bytes(), token.as_bytes()) {
+    if !crate::secret::constant_time_eq(entry.token.expose().as_bytes(), token.as_bytes()) {
         return Err(ServiceError::new(
             "AuthenticationFail.OIDCToken.Invalid",
             400,
@@ -466,10 +466,6 @@ pub fn action_and_version<'a>(
         .filter(|v| !v.is_empty())
         .or_else(|| params.get("Version").map(String::as_str));
     (action, version == Some(STS_VERSION))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -66,12 +66,11 @@ impl ReceivedRequest {
 impl std::fmt::Debug for ReceivedRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header values include the security token and the signature: show the names only.
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("ReceivedRequest")
             .field("method", &self.method)
             .field("path", &self.path)
             .field("query", &self.query)
-            .field("headers", &names)
+            .field("headers", &crate::secret::HeaderNames(&self.headers))
             .field("body_len", &self.body.len())
             .finish()
     }
@@ -473,7 +472,7 @@ fn verify_signed<T>(
     });
     let string_to_sign = signer::string_to_sign(&canonical);
     let expected = signer::signature(&account.access_key_secret, &string_to_sign);
-    if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+    if !crate::secret::constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(ServiceError::signature_mismatch(&string_to_sign));
     }
 
@@ -501,7 +500,7 @@ fn check_security_token(
         (Some(_), None) => Err(ServiceError::missing_security_token()),
         (Some(_), Some("")) => Err(ServiceError::security_token_malformed()),
         (Some(expected), Some(got)) => {
-            if !constant_time_eq(expected.expose().as_bytes(), got.as_bytes()) {
+            if !crate::secret::constant_time_eq(expected.expose().as_bytes(), got.as_bytes()) {
                 Err(ServiceError::security_token_mismatch())
             } else if account.expires_at.is_some_and(|at| at <= now) {
                 Err(ServiceError::security_token_expired())
@@ -510,11 +509,6 @@ fn check_security_token(
             }
         }
     }
-}
-
-/// Compares without an early exit, so response timing says nothing about how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

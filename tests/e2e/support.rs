@@ -489,15 +489,8 @@ async fn chart_identity(
     plane: &ControlPlane,
     repo: &std::path::Path,
 ) -> Result<(PathBuf, Client), String> {
-    let helm = std::env::var("HELM")
-        .ok()
-        .or_else(|| {
-            let env =
-                std::fs::read_to_string(sparkjobrun_operator::devenv::tools_env_path()).ok()?;
-            env.lines()
-                .find_map(|l| l.strip_prefix("HELM=").map(str::to_owned))
-        })
-        .ok_or("helm not found: run tools/ensure-tools.sh")?;
+    let helm = sparkjobrun_operator::devenv::tool("HELM", "helm")
+        .map_err(|e| format!("{e}: run tools/ensure-tools.sh"))?;
     let out = tokio::process::Command::new(&helm)
         .args(["template", "sparkjobrun-operator"])
         .arg(repo.join("charts/sparkjobrun-operator"))
