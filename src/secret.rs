@@ -52,6 +52,26 @@ impl fmt::Debug for HeaderNames<'_> {
     }
 }
 
+/// The `Debug` of a request on either side of the wire: method, path and query, header names
+/// and the body's size, never a header value or the body.
+pub fn debug_request(
+    f: &mut fmt::Formatter<'_>,
+    type_name: &str,
+    method: &str,
+    path: &str,
+    query: &dyn fmt::Debug,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> fmt::Result {
+    f.debug_struct(type_name)
+        .field("method", &method)
+        .field("path", &path)
+        .field("query", query)
+        .field("headers", &HeaderNames(headers))
+        .field("body_len", &body.len())
+        .finish()
+}
+
 /// Compares without an early exit, so the time an answer takes says nothing about how much of a
 /// signature or token matched.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

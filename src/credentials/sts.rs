@@ -109,13 +109,16 @@ pub struct PreparedRequest {
 
 impl fmt::Debug for PreparedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PreparedRequest")
-            .field("method", &self.method)
-            .field("path", &self.path)
-            .field("query", &self.query)
-            .field("headers", &crate::secret::HeaderNames(&self.headers))
-            .field("body_len", &self.body.len())
-            .finish()
+        let (query, headers, body) = (&self.query, &self.headers, &self.body);
+        crate::secret::debug_request(
+            f,
+            "PreparedRequest",
+            self.method,
+            self.path,
+            query,
+            headers,
+            body,
+        )
     }
 }
 

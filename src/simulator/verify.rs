@@ -65,14 +65,16 @@ impl ReceivedRequest {
 
 impl std::fmt::Debug for ReceivedRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Header values include the security token and the signature: show the names only.
-        f.debug_struct("ReceivedRequest")
-            .field("method", &self.method)
-            .field("path", &self.path)
-            .field("query", &self.query)
-            .field("headers", &crate::secret::HeaderNames(&self.headers))
-            .field("body_len", &self.body.len())
-            .finish()
+        let (query, headers, body) = (&self.query, &self.headers, &self.body);
+        crate::secret::debug_request(
+            f,
+            "ReceivedRequest",
+            &self.method,
+            &self.path,
+            query,
+            headers,
+            body,
+        )
     }
 }
 
