@@ -50,7 +50,7 @@ pub enum AppError {
     #[error("printing as YAML: {0}")]
     Yaml(#[source] serde_yaml::Error),
     #[error("simulator: {0}")]
-    Simulator(#[source] crate::simulator::SimulatorError),
+    Simulator(#[source] crate::kit::simulator::SimulatorError),
     #[error("leader election: {0}")]
     Leader(#[source] leader::LeaderError),
 }

@@ -36,7 +36,7 @@ pub enum Command {
     /// would write.
     GetJobRun(GetJobRunArgs),
     /// Serve a simulator of the EMR Serverless Spark GetJobRun API on loopback (tests, demos, CI).
-    Simulator(crate::simulator::SimulatorArgs),
+    Simulator(crate::kit::simulator::SimulatorArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -14,9 +14,9 @@ pub mod config;
 #[allow(clippy::duplicated_attributes)]
 pub mod crd;
 pub mod credentials;
-pub mod devenv;
 pub mod endpoint;
 pub mod error;
+pub mod kit;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;
@@ -25,7 +25,6 @@ pub mod reconcile;
 pub mod secret;
 pub mod server;
 pub mod signer;
-pub mod simulator;
 pub mod state;
 pub mod text;
 pub mod transport;

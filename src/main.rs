@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
         }
         Command::Simulator(args) => {
             app::init_tracing(LogFormat::Text);
-            sparkjobrun_operator::simulator::run_cli(args)
+            sparkjobrun_operator::kit::simulator::run_cli(args)
                 .await
                 .map_err(app::AppError::Simulator)
         }

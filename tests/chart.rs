@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sparkjobrun_operator::devenv::{self, ControlPlane, ControlPlaneOptions};
+use sparkjobrun_operator::kit::devenv::{self, ControlPlane, ControlPlaneOptions};
 
 const RELEASE: &str = "sjr";
 const FULLNAME: &str = "sjr-sparkjobrun-operator";

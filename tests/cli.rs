@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use sparkjobrun_operator::simulator::{
+use sparkjobrun_operator::kit::simulator::{
     Account, Phase, Reason, RunScript, Simulator, SimulatorConfig, SimulatorHandle,
 };
 

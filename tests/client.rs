@@ -7,10 +7,10 @@ use sparkjobrun_operator::client::{
     ApiErrorKind, GetJobRunRequest, HttpJobRunService, JobRunService, Timeouts,
 };
 use sparkjobrun_operator::endpoint;
-use sparkjobrun_operator::signer::Credentials;
-use sparkjobrun_operator::simulator::{
+use sparkjobrun_operator::kit::simulator::{
     Account, Fault, FaultKind, RunScript, Simulator, SimulatorConfig,
 };
+use sparkjobrun_operator::signer::Credentials;
 
 fn request(endpoint: &str) -> GetJobRunRequest {
     GetJobRunRequest {

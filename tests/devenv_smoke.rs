@@ -6,7 +6,7 @@ use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams};
-use sparkjobrun_operator::devenv::{ControlPlane, ControlPlaneOptions};
+use sparkjobrun_operator::kit::devenv::{ControlPlane, ControlPlaneOptions};
 
 /// Must match the version pinned in tools/k8s/go.mod.
 const EXPECTED_VERSION: &str = "v1.36.5";

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sparkjobrun_operator::signer::{self, Credentials, RequestToSign, sign_request};
-use sparkjobrun_operator::simulator::{
+use sparkjobrun_operator::kit::simulator::{
     Account, Fault, FaultKind, Phase, RunScript, Simulator, SimulatorConfig, SimulatorHandle,
 };
+use sparkjobrun_operator::signer::{self, Credentials, RequestToSign, sign_request};
 use sparkjobrun_operator::wire::GetJobRunResponse;
 
 const WS: &str = "w-d2d82aa09155sim0";

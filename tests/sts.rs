@@ -14,11 +14,11 @@ use sparkjobrun_operator::credentials::{
     CredentialProvider, CredentialsError, Refresher, RoleAllowList,
 };
 use sparkjobrun_operator::endpoint;
-use sparkjobrun_operator::secret::Secret;
-use sparkjobrun_operator::signer::Credentials;
-use sparkjobrun_operator::simulator::{
+use sparkjobrun_operator::kit::simulator::{
     Account, OidcRole, RoleTrust, RunScript, Simulator, SimulatorConfig, SimulatorHandle,
 };
+use sparkjobrun_operator::secret::Secret;
+use sparkjobrun_operator::signer::Credentials;
 
 const WS: &str = "w-sts0000000001";
 const ROLE: &str = "acs:ram::111111111111:role/rrsa-operator";

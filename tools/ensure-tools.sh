@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once) the control-plane binaries the tests and the demo need, into a
 # cache outside the repository, and prints their paths as KEY=/abs/path lines
-# (also written to $CACHE/tools.env, which src/devenv reads).
+# (also written to $CACHE/tools.env, which src/kit/devenv reads).
 #
 #   kube-apiserver, kubectl  from tools/k8s   (Go module proxy, ~10-20 min cold)
 #   helm                     from tools/helm  (skipped with --no-helm)

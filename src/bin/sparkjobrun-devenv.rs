@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sparkjobrun_operator::devenv::{ControlPlane, ControlPlaneOptions};
+use sparkjobrun_operator::kit::devenv::{ControlPlane, ControlPlaneOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sparkjobrun_operator::crd::{SparkJobRunRefSpec, SparkJobRunRefStatus};
-use sparkjobrun_operator::simulator::{Fault, FaultKind, Phase, RunScript};
+use sparkjobrun_operator::kit::simulator::{Fault, FaultKind, Phase, RunScript};
 
 use crate::support::{
     ACCESS_KEY_ID, Env, WS, condition, ensure, phase, secret_ref, spec_with, unique, wait_for,

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use sparkjobrun_operator::crd::{CredentialsSource, SecretReference};
+use sparkjobrun_operator::kit::simulator::{Account, OidcRole, RoleTrust, RunScript};
 use sparkjobrun_operator::secret::Secret;
-use sparkjobrun_operator::simulator::{Account, OidcRole, RoleTrust, RunScript};
 
 use crate::support::{
     ACCESS_KEY_ID, Env, OperatorProcess, WS, condition, ensure, phase, spec_with as spec, unique,

@@ -13,7 +13,7 @@ use kube::discovery::ApiResource;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use sparkjobrun_operator::crd::SparkJobRunRefStatus;
-use sparkjobrun_operator::simulator::{Fault, FaultKind, Phase, RunScript};
+use sparkjobrun_operator::kit::simulator::{Fault, FaultKind, Phase, RunScript};
 
 use crate::support::{Env, WS, ensure, phase, spec_with, unique, wait_for};
 
@@ -346,7 +346,7 @@ fn partial_calls(env: &Env) -> u64 {
     env.sim
         .calls()
         .by_outcome
-        .get(sparkjobrun_operator::simulator::counts::PARTIAL)
+        .get(sparkjobrun_operator::kit::simulator::counts::PARTIAL)
         .copied()
         .unwrap_or(0)
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use sparkjobrun_operator::crd::SparkJobRunRefSpec;
-use sparkjobrun_operator::simulator::{Account, RunScript};
+use sparkjobrun_operator::kit::simulator::{Account, RunScript};
 
 use crate::support::{
     ACCESS_KEY_ID, Env, OperatorProcess, WS, condition, ensure, phase, secret_ref, spec_with,

@@ -17,14 +17,14 @@ use sparkjobrun_operator::crd::{
     CredentialsSource, SecretReference, SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus,
 };
 use sparkjobrun_operator::credentials::StaticProvider;
-use sparkjobrun_operator::devenv::{ControlPlane, ControlPlaneOptions};
 use sparkjobrun_operator::endpoint;
+use sparkjobrun_operator::kit::devenv::{ControlPlane, ControlPlaneOptions};
+use sparkjobrun_operator::kit::simulator::{
+    Account, Phase, Reason, Simulator, SimulatorConfig, SimulatorHandle,
+};
 use sparkjobrun_operator::policy::{BackoffPolicy, PollPolicy};
 use sparkjobrun_operator::reconcile::{self, Context};
 use sparkjobrun_operator::signer::Credentials;
-use sparkjobrun_operator::simulator::{
-    Account, Phase, Reason, Simulator, SimulatorConfig, SimulatorHandle,
-};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -489,7 +489,7 @@ async fn chart_identity(
     plane: &ControlPlane,
     repo: &std::path::Path,
 ) -> Result<(PathBuf, Client), String> {
-    let helm = sparkjobrun_operator::devenv::tool("HELM", "helm")
+    let helm = sparkjobrun_operator::kit::devenv::tool("HELM", "helm")
         .map_err(|e| format!("{e}: run tools/ensure-tools.sh"))?;
     let out = tokio::process::Command::new(&helm)
         .args(["template", "sparkjobrun-operator"])
@@ -568,13 +568,13 @@ async fn chart_identity(
             String::from_utf8_lossy(&token.stderr)
         ));
     }
-    let user = sparkjobrun_operator::devenv::StaticUser {
+    let user = sparkjobrun_operator::kit::devenv::StaticUser {
         name: format!("system:serviceaccount:{RELEASE_NAMESPACE}:{service_account}"),
         uid: String::new(),
         groups: Vec::new(),
         token: String::from_utf8_lossy(&token.stdout).trim().to_owned(),
     };
-    let kubeconfig = sparkjobrun_operator::devenv::render_kubeconfig(
+    let kubeconfig = sparkjobrun_operator::kit::devenv::render_kubeconfig(
         plane.server_url(),
         plane.ca_cert_pem(),
         &user,

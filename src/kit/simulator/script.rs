@@ -671,9 +671,10 @@ mod tests {
 
     #[test]
     fn answer_has_the_reference_shape() {
-        let seed: Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/get-job-run-seed.json"))
-                .expect("seed");
+        let seed: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/get-job-run-seed.json"
+        ))
+        .expect("seed");
         let body = answer_body(
             &RunScript::new("w", "jr").holding("Running"),
             t(START),
