@@ -188,36 +188,33 @@ pub async fn reconcile<S: JobRunService>(
 ) -> Result<Action, Error> {
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
-    let result = async {
-        let key = object_key(&obj);
-        // A replica that is not (or no longer surely) the leader spends no call either.
-        ctx.fence.check(&key)?;
-        let (ws, jr) = (&obj.spec.workspace_id, &obj.spec.job_run_id);
-        let old = decide::status_of_run(obj.status.as_ref(), ws, jr);
-        let schedule = ctx.schedules.get(&key);
-        let previous = schedule.as_ref().map(|s| s.previous(Instant::now()));
-        let observation = match gate(&obj, &ctx, old, schedule).await {
-            Gate::Wait(d) => return Ok(Action::requeue(d)),
-            Gate::Skip => None,
-            Gate::Observe => Some(observe::observe(&obj, &ctx).await),
-        };
-        if let Some(Observation {
-            result: Err(e @ Error::RateLimited { .. }),
-            ..
-        }) = observation
-        {
-            return Err(e);
-        }
-        let secret_version = observation.as_ref().and_then(Observation::failed_secret);
-        let result = observation.as_ref().map(|o| &o.result);
-        let decision = decide_for(&obj, &ctx, old, previous, result);
-        apply_decision(&obj, &ctx, decision, secret_version).await
-    }
-    .instrument(span)
-    .await;
+    let result = pipeline(&obj, &ctx).instrument(span).await;
     ctx.metrics
         .observe_reconcile(result.is_ok(), started.elapsed());
     result
+}
+
+/// observe → decide → apply → schedule, for one object.
+async fn pipeline<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<Action, Error> {
+    let key = object_key(obj);
+    // A replica that is not (or no longer surely) the leader spends no call either.
+    ctx.fence.check(&key)?;
+    let (ws, jr) = (&obj.spec.workspace_id, &obj.spec.job_run_id);
+    let old = decide::status_of_run(obj.status.as_ref(), ws, jr);
+    let schedule = ctx.schedules.get(&key);
+    let previous = schedule.as_ref().map(|s| s.previous(Instant::now()));
+    let observation = match gate(obj, ctx, old, schedule).await {
+        Gate::Wait(d) => return Ok(Action::requeue(d)),
+        Gate::Skip => None,
+        Gate::Observe => Some(observe::observe(obj, ctx).await?),
+    };
+    let secret_version = observation.as_ref().and_then(Observation::failed_secret);
+    let result = observation.as_ref().map(|o| &o.result);
+    let decision = decide_for(obj, ctx, old, previous, result);
+    apply_decision(obj, ctx, decision, secret_version).await
 }
 
 /// Whether this reconcile calls the service.

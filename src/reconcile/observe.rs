@@ -88,13 +88,20 @@ impl Observation {
     }
 }
 
-/// Reads the run: spec checks, endpoint, credentials, then the call.
-pub async fn observe<S: JobRunService>(obj: &SparkJobRunRef, ctx: &Context<S>) -> Observation {
+/// Reads the run: spec checks, endpoint, credentials, then the call. Fails only when no token
+/// of the rate limit was free (the object is in line and comes back); every other failure is an
+/// observation the decision records.
+pub async fn observe<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<Observation, Error> {
     let mut secret_version = None;
-    let result = read_run(obj, ctx, &mut secret_version).await;
-    Observation {
-        result,
-        secret_version,
+    match read_run(obj, ctx, &mut secret_version).await {
+        Err(e @ Error::RateLimited { .. }) => Err(e),
+        result => Ok(Observation {
+            result,
+            secret_version,
+        }),
     }
 }
 
