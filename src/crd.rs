@@ -174,6 +174,10 @@ pub struct SparkJobRunRefStatus {
     /// The job run this status describes (spec.jobRunId when it was written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_run_id: Option<String>,
+    /// The last value of the annotation emrspark.io/refresh-requested-at that the operator acted
+    /// on (it observes the run once whenever the annotation holds another value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_refresh_at: Option<String>,
     /// Fields whose value from the service was longer than the operator keeps and was cut
     /// (strings end in "…"), or dropped to keep the status within its size limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -65,6 +65,15 @@ fn lua() -> &'static str {
 
 /// Runs `script` on each object; per object the verdict or the script's error.
 fn run_script(script: &Path, objects: &[Value]) -> Vec<Result<Verdict, String>> {
+    run_lua(script, objects, "health")
+        .into_iter()
+        .map(|r| r.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())))
+        .collect()
+}
+
+/// Runs `script` in `mode` (health, action, discovery) on each object; per object the fields
+/// the runner reports, or the script's error.
+fn run_lua(script: &Path, objects: &[Value], mode: &str) -> Vec<Result<Value, String>> {
     let dir = tempfile::tempdir().expect("temp dir");
     let cases = dir.path().join("cases.json");
     std::fs::write(
@@ -76,6 +85,7 @@ fn run_script(script: &Path, objects: &[Value]) -> Vec<Result<Verdict, String>> 
         .arg(repo().join(RUNNER))
         .arg(script)
         .arg(&cases)
+        .arg(mode)
         .output()
         .expect("lua runs");
     assert!(
@@ -95,7 +105,7 @@ fn run_script(script: &Path, objects: &[Value]) -> Vec<Result<Verdict, String>> 
         .into_iter()
         .map(|r| match r["error"].as_str() {
             Some(e) => Err(e.to_owned()),
-            None => serde_json::from_value(r).map_err(|e| e.to_string()),
+            None => Ok(r),
         })
         .collect()
 }
@@ -346,5 +356,42 @@ fn the_runner_reports_script_errors_and_keeps_the_sandbox() {
             Err(e) if e.contains(expected) => {}
             other => panic!("{name}: expected an error naming {expected:?}, got {other:?}"),
         }
+    }
+}
+
+/// Issue 11.1: the "refresh" resource action is offered, and running it sets the refresh
+/// annotation to the current UTC time, keeping every other annotation and the rest of the object.
+#[test]
+fn the_refresh_action_sets_the_refresh_annotation_to_now() {
+    let actions = script_dir().join("actions");
+    let object = |annotations: Value| {
+        json!({"apiVersion": "emrspark.io/v1alpha1", "kind": "SparkJobRunRef",
+               "metadata": {"name": "nightly", "namespace": "data", "annotations": annotations},
+               "spec": {"workspaceId": "w-1", "jobRunId": "jr-1"}})
+    };
+    let mut bare = object(Value::Null);
+    bare["metadata"].as_object_mut().expect("metadata").remove("annotations");
+    let objects = [
+        bare,
+        object(json!({"team": "data"})),
+        object(json!({"emrspark.io/refresh-requested-at": "2020-01-01T00:00:00Z", "team": "data"})),
+    ];
+    let discovered = run_lua(&actions.join("discovery.lua"), &objects[..1], "discovery");
+    assert_eq!(discovered, vec![Ok(json!({"refresh": "enabled"}))]);
+
+    let before = jiff::Timestamp::now();
+    let results = run_lua(&actions.join("refresh/action.lua"), &objects, "action");
+    let after = jiff::Timestamp::now();
+    for (result, annotations) in results.iter().zip(["1", "2", "2"]) {
+        let fields = result.as_ref().expect("the action runs");
+        assert_eq!(fields["name"], "nightly");
+        assert_eq!(fields["jobRunId"], "jr-1");
+        assert_eq!(fields["annotations"], annotations, "{fields}");
+        let at: jiff::Timestamp = fields["refresh"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("not a UTC timestamp: {fields}"));
+        // Whole seconds, so allow the second the run started in.
+        assert!(at >= before - jiff::SignedDuration::from_secs(1) && at <= after, "{at}");
     }
 }

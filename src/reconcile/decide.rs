@@ -61,6 +61,8 @@ pub enum Observed<'a> {
 pub struct Input<'a> {
     /// The stored status, already passed through [`status_of_run`].
     pub old: Option<&'a SparkJobRunRefStatus>,
+    /// The refresh requested by annotation ([`refresh_request`]), if any.
+    pub refresh: Option<&'a str>,
     pub observed: Observed<'a>,
     pub generation: Option<i64>,
     pub identity: Identity<'a>,
@@ -128,6 +130,28 @@ pub fn plan(
     }
 }
 
+/// The annotation that asks for one observation now, whatever the schedule (the convention of
+/// Flux's `reconcile.fluxcd.io/requestedAt`): any value other than the last one handled.
+pub const REFRESH_ANNOTATION: &str = "emrspark.io/refresh-requested-at";
+
+/// Longest annotation value kept in `status.lastHandledRefreshAt`; compared after the same cut,
+/// so a longer value is handled once, not forever.
+pub const MAX_REFRESH_VALUE: usize = 256;
+
+/// The refresh value an annotation asks for, cut to what the status keeps; blank is none.
+pub fn refresh_request(annotation: Option<&str>) -> Option<&str> {
+    annotation
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| crate::text::prefix(v, MAX_REFRESH_VALUE))
+}
+
+/// Whether a refresh is asked for that was not handled yet: then the run is observed now, even
+/// when it ended or its poll is not due.
+pub fn refresh_pending(old: Option<&SparkJobRunRefStatus>, refresh: Option<&str>) -> bool {
+    refresh.is_some_and(|r| old.and_then(|s| s.last_handled_refresh_at.as_deref()) != Some(r))
+}
+
 pub fn decide(input: &Input<'_>) -> Decision {
     let ctx = StatusContext {
         generation: input.generation,
@@ -143,7 +167,11 @@ pub fn decide(input: &Input<'_>) -> Decision {
             reason, message, ..
         } => PollOutcome::Failed { reason, message },
     };
-    let status = mapping::next_status(input.old, outcome, ctx, &whole_seconds(input.now));
+    let mut status = mapping::next_status(input.old, outcome, ctx, &whole_seconds(input.now));
+    // Handled once observed, whatever the observation found (as Flux records its requests).
+    if !matches!(input.observed, Observed::Skipped) && refresh_pending(input.old, input.refresh) {
+        status.last_handled_refresh_at = input.refresh.map(str::to_owned);
+    }
     let write = input.old != Some(&status);
     let events = events::plan(input.identity.job_run_id, input.old, &status);
     let next = next_action(input, &status);
@@ -233,6 +261,7 @@ mod tests {
         previous: Option<Previous>,
         poll_interval: Option<Duration>,
         jitter: f64,
+        refresh: Option<&'a str>,
     }
 
     impl<'a> Case<'a> {
@@ -244,12 +273,14 @@ mod tests {
                 previous: None,
                 poll_interval: None,
                 jitter: NEUTRAL,
+                refresh: None,
             }
         }
 
         fn decide(&self) -> Decision {
             decide(&Input {
                 old: self.old,
+                refresh: self.refresh,
                 observed: self.observed,
                 generation: Some(self.generation),
                 identity: Identity {
@@ -351,6 +382,58 @@ mod tests {
             condition(&d.status, ConditionType::Failed),
             Some((Status::True, Reason::Failed))
         );
+    }
+
+    /// Issue 11.1: a new annotation value is observed once, also for an ended run, and recorded
+    /// whatever the observation found; the same value again is no request.
+    #[test]
+    fn a_refresh_request_is_observed_once_and_recorded() {
+        let done = stored("Success");
+        let success = run("Success");
+        assert_eq!(refresh_request(Some("  ")), None);
+        let long = "x".repeat(400);
+        assert_eq!(
+            refresh_request(Some(&long)).map(str::len),
+            Some(MAX_REFRESH_VALUE)
+        );
+        assert!(!refresh_pending(Some(&done), None));
+        assert!(refresh_pending(Some(&done), Some("2026-12-03T10:00:00Z")));
+        let mut refreshed = Case::new(Some(&done), Observed::Run(&success));
+        refreshed.refresh = Some("2026-12-03T10:00:00Z");
+        let d = refreshed.decide();
+        assert!(d.write, "the handled value is recorded");
+        assert_eq!(
+            d.status.last_handled_refresh_at.as_deref(),
+            Some("2026-12-03T10:00:00Z")
+        );
+        assert_eq!(
+            d.next,
+            Next::AwaitChange,
+            "ended: back to waiting for a change"
+        );
+        assert!(d.events.is_empty(), "nothing new to announce");
+        assert!(!refresh_pending(
+            Some(&d.status),
+            Some("2026-12-03T10:00:00Z")
+        ));
+        assert!(refresh_pending(Some(&d.status), Some("again")));
+        // Recorded also when the call failed; not when nothing was observed.
+        let mut failing = Case::new(
+            Some(&done),
+            failed(Reason::Throttled, RetryClass::Throttled, None),
+        );
+        failing.refresh = Some("r2");
+        assert_eq!(
+            failing.decide().status.last_handled_refresh_at.as_deref(),
+            Some("r2")
+        );
+        let mut skipped = Case::new(Some(&done), Observed::Skipped);
+        skipped.refresh = Some("r3");
+        assert_eq!(skipped.decide().status.last_handled_refresh_at, None);
+        // Once handled, a quiet poll keeps the value and writes nothing.
+        let mut quiet = Case::new(Some(&d.status), Observed::Run(&success));
+        quiet.refresh = Some("2026-12-03T10:00:00Z");
+        assert!(!quiet.decide().write);
     }
 
     #[test]

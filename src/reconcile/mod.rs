@@ -217,6 +217,14 @@ async fn pipeline<S: JobRunService>(
     apply_decision(obj, ctx, decision, secret_version).await
 }
 
+fn refresh_of(obj: &SparkJobRunRef) -> Option<&str> {
+    decide::refresh_request(
+        obj.annotations()
+            .get(decide::REFRESH_ANNOTATION)
+            .map(String::as_str),
+    )
+}
+
 /// Whether this reconcile calls the service.
 enum Gate {
     Observe,
@@ -237,6 +245,9 @@ async fn gate<S: JobRunService>(
     schedule: Option<Schedule>,
 ) -> Gate {
     let previous = schedule.as_ref().map(|s| s.previous(Instant::now()));
+    if decide::refresh_pending(old, refresh_of(obj)) {
+        return Gate::Observe;
+    }
     match decide::plan(old, obj.meta().generation, previous) {
         Plan::Observe => Gate::Observe,
         Plan::Skip => Gate::Skip,
@@ -280,6 +291,7 @@ fn decide_for<S: JobRunService>(
         .or(ctx.settings.default_region.as_deref());
     decide::decide(&Input {
         old,
+        refresh: refresh_of(obj),
         observed,
         generation: obj.meta().generation,
         identity: Identity {

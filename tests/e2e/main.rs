@@ -9,6 +9,7 @@
 mod cases;
 mod credential_cases;
 mod fault_cases;
+mod pipeline_cases;
 mod process_cases;
 mod support;
 
@@ -63,6 +64,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         }),
         ("refused_renewals_stop_the_leader", |e| {
             fault_cases::refused_renewals_stop_the_leader(e).boxed()
+        }),
+        ("refresh_on_request", |e| {
+            pipeline_cases::refresh_on_request(e).boxed()
         }),
         ("overload_is_shared_fairly", |e| {
             fault_cases::overload_is_shared_fairly(e).boxed()

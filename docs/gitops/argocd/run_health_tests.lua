@@ -1,7 +1,12 @@
--- Runs an Argo CD health script against sample objects, outside Argo CD.
+-- Runs an Argo CD health script (or, with MODE, a resource action) against sample objects,
+-- outside Argo CD.
 --
 --   lua run_health_tests.lua HEALTH_LUA CASES_JSON
+--   lua run_health_tests.lua ACTION_LUA CASES_JSON action
+--   lua run_health_tests.lua DISCOVERY_LUA CASES_JSON discovery
 --
+-- An action runs with `require("os")` giving only os.date and os.time, as much of os as Argo
+-- CD's actions use; its result is reported as the fields the refresh action may touch.
 -- CASES_JSON is a JSON array of Kubernetes objects (tests/argocd_health.rs converts the YAML
 -- samples). For each object the script runs in a fresh environment that holds only `obj` and the
 -- libraries Argo CD's sandbox offers (no os, io, require or load), so a script that works here
@@ -218,9 +223,20 @@ local function copy(t)
   return out
 end
 
-local function sandbox(object)
+local function sandbox(object, mode)
+  local allowed = {}
+  if mode == "action" then
+    allowed.os = { date = os.date, time = os.time }
+  end
   return {
     obj = object,
+    require = function(name)
+      local lib = allowed[name]
+      if lib == nil then
+        error("require of " .. tostring(name) .. " is not available here", 2)
+      end
+      return lib
+    end,
     string = copy(string), table = copy(table), math = copy(math),
     pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
     tostring = tostring, tonumber = tonumber, error = error, pcall = pcall,
@@ -239,8 +255,34 @@ local function compile(source, name, env)
   return load(source, name, "t", env)
 end
 
-local function run_case(source, object)
-  local chunk, err = compile(source, "=health.lua", sandbox(object))
+-- What an action result shows: the refresh annotation, how many annotations there are, and the
+-- identity and spec fields that must come back unchanged.
+local function action_fields(result)
+  local meta = result.metadata or {}
+  local annotations = meta.annotations or {}
+  local count = 0
+  for _ in pairs(annotations) do
+    count = count + 1
+  end
+  local spec = result.spec or {}
+  return {
+    refresh = annotations["emrspark.io/refresh-requested-at"] or "",
+    annotations = count,
+    name = meta.name or "",
+    jobRunId = spec.jobRunId or "",
+  }
+end
+
+local function discovery_fields(result)
+  local out = {}
+  for name, action in pairs(result) do
+    out[name] = (action.disabled and "disabled") or "enabled"
+  end
+  return out
+end
+
+local function run_case(source, object, mode)
+  local chunk, err = compile(source, "=script.lua", sandbox(object, mode))
   if chunk == nil then
     return { error = "does not compile: " .. tostring(err) }
   end
@@ -251,10 +293,15 @@ local function run_case(source, object)
   if type(result) ~= "table" then
     return { error = "returned " .. type(result) .. ", not a table" }
   end
+  if mode == "action" then
+    return action_fields(result)
+  elseif mode == "discovery" then
+    return discovery_fields(result)
+  end
   return { status = result.status or "", message = result.message or "" }
 end
 
-local script_path, cases_path = arg[1], arg[2]
+local script_path, cases_path, mode = arg[1], arg[2], arg[3] or "health"
 if script_path == nil or cases_path == nil then
   fail("usage: lua run_health_tests.lua HEALTH_LUA CASES_JSON")
 end
@@ -269,6 +316,6 @@ end
 
 local out = {}
 for i = 1, #cases do
-  out[i] = encode_result(run_case(source, cases[i]))
+  out[i] = encode_result(run_case(source, cases[i], mode))
 end
 io.write("[" .. table.concat(out, ",\n") .. "]\n")
