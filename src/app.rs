@@ -225,6 +225,17 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     result
 }
 
+/// `sparkjobrun-operator wait`: the exit code and one line per ref.
+pub async fn wait(args: crate::cli::WaitArgs) -> Result<(u8, String), AppError> {
+    let client = Client::try_default().await.map_err(AppError::Kube)?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let api: Api<SparkJobRunRef> = Api::namespaced(client, &namespace);
+    Ok(crate::wait::wait(api, &args.names, args.wait_for, args.timeout).await)
+}
+
 /// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the
 /// status exactly as the controller would write it.
 pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {

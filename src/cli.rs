@@ -37,6 +37,27 @@ pub enum Command {
     GetJobRun(GetJobRunArgs),
     /// Serve a simulator of the EMR Serverless Spark GetJobRun API on loopback (tests, demos, CI).
     Simulator(crate::kit::simulator::SimulatorArgs),
+    /// Wait until SparkJobRunRefs finished and say how: exit 0 when all succeeded, 1 when one
+    /// failed or was cancelled, 2 on timeout, 3 when one is not found or cannot be read. Watches
+    /// the refs (kubeconfig or in-cluster), never calls the service. Also works as the kubectl
+    /// plugin `kubectl sparkjobrun wait` when installed as kubectl-sparkjobrun.
+    Wait(WaitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// Names of the SparkJobRunRefs.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Namespace of the refs (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Give up after this long (exit 2), e.g. 30m or 2h.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub timeout: Duration,
+    /// `succeeded`: until all succeeded, failing fast; `finished`: until all ended, either way.
+    #[arg(long = "for", value_enum, default_value_t = crate::wait::WaitFor::Succeeded)]
+    pub wait_for: crate::wait::WaitFor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -28,4 +28,5 @@ pub mod signer;
 pub mod state;
 pub mod text;
 pub mod transport;
+pub mod wait;
 pub mod wire;

@@ -21,6 +21,19 @@ async fn main() -> ExitCode {
             app::init_tracing(LogFormat::Text);
             app::get_job_run(args).await.map(|out| print!("{out}"))
         }
+        Command::Wait(args) => {
+            app::init_tracing(LogFormat::Text);
+            return match app::wait(args).await {
+                Ok((code, report)) => {
+                    println!("{report}");
+                    ExitCode::from(code)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(sparkjobrun_operator::wait::UNREADABLE)
+                }
+            };
+        }
         Command::Simulator(args) => {
             app::init_tracing(LogFormat::Text);
             sparkjobrun_operator::kit::simulator::run_cli(args)

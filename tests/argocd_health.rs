@@ -370,7 +370,10 @@ fn the_refresh_action_sets_the_refresh_annotation_to_now() {
                "spec": {"workspaceId": "w-1", "jobRunId": "jr-1"}})
     };
     let mut bare = object(Value::Null);
-    bare["metadata"].as_object_mut().expect("metadata").remove("annotations");
+    bare["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("annotations");
     let objects = [
         bare,
         object(json!({"team": "data"})),
@@ -392,6 +395,9 @@ fn the_refresh_action_sets_the_refresh_annotation_to_now() {
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(|| panic!("not a UTC timestamp: {fields}"));
         // Whole seconds, so allow the second the run started in.
-        assert!(at >= before - jiff::SignedDuration::from_secs(1) && at <= after, "{at}");
+        assert!(
+            at >= before - jiff::SignedDuration::from_secs(1) && at <= after,
+            "{at}"
+        );
     }
 }

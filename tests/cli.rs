@@ -164,6 +164,7 @@ fn every_subcommand_has_help() {
         &["crd"],
         &["get-job-run"],
         &["simulator"],
+        &["wait"],
     ] {
         let out = command()
             .args(sub)
@@ -213,4 +214,45 @@ fn bad_flags_fail_at_start_with_the_flag_named() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The krew manifest installs this binary as kubectl-sparkjobrun, at the package's version.
+#[test]
+fn the_krew_manifest_installs_the_binary_as_the_plugin() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/krew/sparkjobrun.yaml"
+    ))
+    .expect("manifest");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+    assert_eq!(doc["kind"].as_str(), Some("Plugin"));
+    assert_eq!(doc["metadata"]["name"].as_str(), Some("sparkjobrun"));
+    let spec = &doc["spec"];
+    assert_eq!(
+        spec["version"].as_str(),
+        Some(concat!("v", env!("CARGO_PKG_VERSION")))
+    );
+    let platform = &spec["platforms"][0];
+    assert_eq!(platform["bin"].as_str(), Some("kubectl-sparkjobrun"));
+    assert_eq!(
+        platform["files"][0]["from"].as_str(),
+        Some("sparkjobrun-operator")
+    );
+    assert_eq!(
+        platform["files"][0]["to"].as_str(),
+        Some("kubectl-sparkjobrun")
+    );
+    // What the description shows must be a command the binary accepts.
+    let out = command()
+        .args(["wait", "--help"])
+        .output()
+        .expect("binary runs");
+    let help = text_of(&out.stdout);
+    for flag in ["--for", "--timeout", "--namespace"] {
+        assert!(help.contains(flag), "wait --help lacks {flag}");
+    }
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }

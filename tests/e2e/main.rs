@@ -68,6 +68,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("refresh_on_request", |e| {
             pipeline_cases::refresh_on_request(e).boxed()
         }),
+        ("wait_exit_codes", |e| {
+            pipeline_cases::wait_exit_codes(e).boxed()
+        }),
         ("overload_is_shared_fairly", |e| {
             fault_cases::overload_is_shared_fairly(e).boxed()
         }),

@@ -74,3 +74,127 @@ pub async fn refresh_on_request(env: &'static Env) -> Result<(), String> {
         },
     )
 }
+
+/// Runs `sparkjobrun-operator wait ARGS` (or, with `as_plugin`, `kubectl sparkjobrun wait ARGS`
+/// through a kubectl-sparkjobrun link on PATH) as a user with the admin kubeconfig.
+async fn run_wait(env: &Env, args: &[&str], as_plugin: bool) -> Result<(i32, String), String> {
+    let bin = env!("CARGO_BIN_EXE_sparkjobrun-operator");
+    let plugin_dir =
+        std::env::temp_dir().join(format!("sparkjobrun-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&plugin_dir).map_err(|e| e.to_string())?;
+    let link = plugin_dir.join("kubectl-sparkjobrun");
+    if !link.exists() {
+        std::os::unix::fs::symlink(bin, &link).map_err(|e| e.to_string())?;
+    }
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = if as_plugin {
+        let mut c = tokio::process::Command::new(&env.kubectl);
+        c.args(["sparkjobrun", "wait"]);
+        c
+    } else {
+        let mut c = tokio::process::Command::new(bin);
+        c.arg("wait");
+        c
+    };
+    let out = cmd
+        .args(args)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", &plugin_dir)
+        .env("KUBECONFIG", &env.admin_kubeconfig)
+        .output()
+        .await
+        .map_err(|e| format!("running wait: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+/// 11.2: `wait` exits 0 when all succeeded, 1 when one failed (naming its reason and driver
+/// log), 2 on timeout and 3 when a ref does not exist; also as `kubectl sparkjobrun wait`.
+pub async fn wait_exit_codes(env: &'static Env) -> Result<(), String> {
+    use sparkjobrun_operator::kit::simulator::{Phase, Reason};
+    let ns = env.namespace("wait").await?;
+    let phase = |state: &str, secs: Option<f64>, reason: Option<(&str, &str)>| Phase {
+        state: state.into(),
+        after_seconds: None,
+        for_seconds: secs,
+        state_change_reason: reason.map(|(code, message)| Reason {
+            code: code.into(),
+            message: message.into(),
+        }),
+    };
+    let (ok, bad, slow) = (
+        unique("jr-waitok"),
+        unique("jr-waitbad"),
+        unique("jr-waitslow"),
+    );
+    env.sim
+        .add_run(RunScript::new(WS, &ok).with_phases(vec![
+            phase("Running", Some(2.0), None),
+            phase("Success", None, None),
+        ]))
+        .map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(RunScript::new(WS, &bad).with_phases(vec![
+            phase("Running", Some(2.0), None),
+            phase(
+                "Failed",
+                None,
+                Some(("ERR-100000", "driver exited with code 1")),
+            ),
+        ]))
+        .map_err(|e| e.to_string())?;
+    env.sim
+        .add_run(RunScript::new(WS, &slow).holding("Running"))
+        .map_err(|e| e.to_string())?;
+    for (name, jr) in [("ok", &ok), ("bad", &bad), ("slow", &slow)] {
+        env.create(&ns, name, spec_with(jr, None)).await?;
+    }
+    let cases: [(&[&str], bool, i32, &[&str]); 6] = [
+        (&["ok", "--timeout", "60s"], false, 0, &["ok: Success"]),
+        (
+            &["ok", "bad", "--timeout", "60s"],
+            false,
+            1,
+            &["bad: Failed (ERR-100000: driver exited with code 1); driver stderr: "],
+        ),
+        (
+            &["ok", "bad", "--for", "finished", "--timeout", "60s"],
+            false,
+            1,
+            &["ok: Success", "bad: Failed"],
+        ),
+        (
+            &["slow", "--timeout", "3s"],
+            false,
+            2,
+            &["slow: Running", "timed out"],
+        ),
+        (
+            &["ok", "no-such-ref", "--timeout", "60s"],
+            false,
+            3,
+            &["no-such-ref: not found"],
+        ),
+        (&["ok", "--timeout", "60s"], true, 0, &["ok: Success"]),
+    ];
+    let mut failures = Vec::new();
+    for (args, as_plugin, want, needles) in cases {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["-n", ns.as_str()]);
+        let (code, text) = run_wait(env, &full, as_plugin).await?;
+        let missing: Vec<&&str> = needles.iter().filter(|n| !text.contains(**n)).collect();
+        if code != want || !missing.is_empty() {
+            failures.push(format!("wait {args:?} (plugin: {as_plugin}): exit {code}, want {want}; missing {missing:?} in:\n{text}"));
+        }
+    }
+    ensure(failures.is_empty(), || failures.join("\n"))
+}
