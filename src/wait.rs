@@ -296,9 +296,9 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(Standing::of(&obj), Standing::Pending);
-        obj.status
-            .as_mut()
-            .map(|s| s.job_run_id = Some("jr-new".into()));
+        if let Some(s) = obj.status.as_mut() {
+            s.job_run_id = Some("jr-new".into());
+        }
         assert_eq!(Standing::of(&obj), Standing::Succeeded);
     }
 }
