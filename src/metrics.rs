@@ -60,6 +60,8 @@ pub struct Metrics {
     pub rate_limiter_wait_seconds: Counter<f64, AtomicU64>,
     pub status_writes: Counter,
     pub events: Family<EventLabel, Counter>,
+    /// Runs seen ending, by outcome (Succeeded, Failed, Cancelled): the alertable business signal.
+    pub run_endings: Family<OutcomeLabel, Counter>,
     pub objects: Family<StateLabel, Gauge>,
     pub leader: Gauge<i64, AtomicI64>,
     pub undecodable_fields: Counter,
@@ -110,6 +112,7 @@ impl Metrics {
             call_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             rate_limiter_waits: Counter::default(),
             sts_exchanges: Family::default(),
+            run_endings: Family::default(),
             rate_limiter_wait_seconds: Counter::default(),
             status_writes: Counter::default(),
             events: Family::default(),
@@ -197,6 +200,11 @@ impl Metrics {
             m.oldest_overdue_seconds.clone(),
         );
         registry.register(
+            "run_endings",
+            "Job runs seen ending, by outcome (Succeeded, Failed, Cancelled), once per run",
+            m.run_endings.clone(),
+        );
+        registry.register(
             "sts_exchanges",
             "STS AssumeRoleWithOIDC / AssumeRole exchanges by outcome (ok or error)",
             m.sts_exchanges.clone(),
@@ -213,6 +221,19 @@ impl Metrics {
         let result = if ok { "ok" } else { "error" };
         self.reconciles.get_or_create(&ResultLabel { result }).inc();
         self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts an ending announced by a transition event with this reason.
+    pub fn observe_transition(&self, reason: &str) {
+        let outcome = match reason {
+            "Succeeded" => "Succeeded",
+            "Failed" => "Failed",
+            "Cancelled" => "Cancelled",
+            _ => return,
+        };
+        self.run_endings
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     pub fn observe_event(&self, warning: bool) {

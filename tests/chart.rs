@@ -559,6 +559,10 @@ fn bad_values_fail_naming_the_value() {
         (&["--set", "network=intranet"], "/network"),
         (&["--set", "rbac.mode=everything"], "/rbac/mode"),
         (&["--set", "assumeRoleAllow={*}"], "/assumeRoleAllow/0"),
+        (
+            &["--set", "metrics.prometheusRule.throttledRatio=2"],
+            "/metrics/prometheusRule/throttledRatio",
+        ),
         // An entry must name the namespaces it is for.
         (
             &["--set", "assumeRoleAllow={acs:ram::1:role/x}"],

@@ -396,6 +396,11 @@ async fn terminal_object_costs_no_call_and_no_write() {
     first.reconcile(&object(None)).await.expect("first");
     let stored = assert_status_apply(&first.take()[0]);
     assert_eq!(stored.terminal, Some(true));
+    let metrics = first.ctx.render_metrics().expect("renders");
+    assert!(
+        metrics.contains("sparkjobrun_run_endings_total{outcome=\"Succeeded\"} 1"),
+        "{metrics}"
+    );
 
     let obj = object(Some(stored));
     let h = Harness::new(&obj, Vec::new());

@@ -109,6 +109,9 @@ pub async fn publish<S: JobRunService>(
 ) {
     let reference = obj.object_ref(&());
     for planned in events {
+        // Counted with the transition the stored status records, whether or not its event
+        // then reaches the API server.
+        ctx.metrics.observe_transition(planned.reason.as_str());
         let event = Event {
             type_: if planned.warning {
                 EventType::Warning
