@@ -34,6 +34,18 @@ pub enum ApiErrorKind {
 }
 
 impl ApiErrorKind {
+    pub const ALL: [Self; 9] = [
+        Self::Throttled,
+        Self::Transient,
+        Self::Unreachable,
+        Self::InvalidResponse,
+        Self::Unauthorized,
+        Self::ClockSkew,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::BadRequest,
+    ];
+
     /// The `Synced` condition reason (PascalCase) and metrics category.
     pub fn reason(self) -> &'static str {
         match self {

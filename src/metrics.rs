@@ -209,7 +209,43 @@ impl Metrics {
             "STS AssumeRoleWithOIDC / AssumeRole exchanges by outcome (ok or error)",
             m.sts_exchanges.clone(),
         );
-        Self { registry, ..m }
+        let m = Self { registry, ..m };
+        m.initialize();
+        m
+    }
+
+    /// Creates every series of the bounded label sets at zero, so a fresh process exports each
+    /// family and `rate()`, ratios and alerts over them are defined before the first event.
+    fn initialize(&self) {
+        let outcomes = std::iter::once("ok")
+            .chain(crate::client::ApiErrorKind::ALL.iter().map(|k| k.reason()));
+        for outcome in outcomes {
+            let _ = self.calls.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in crate::client::ApiErrorKind::ALL {
+            let _ = self.errors.get_or_create(&CategoryLabel {
+                category: kind.reason(),
+            });
+        }
+        for result in ["ok", "error"] {
+            let _ = self.reconciles.get_or_create(&ResultLabel { result });
+        }
+        for event_type in ["Normal", "Warning"] {
+            let _ = self.events.get_or_create(&EventLabel { event_type });
+        }
+        for outcome in ["Succeeded", "Failed", "Cancelled"] {
+            let _ = self.run_endings.get_or_create(&OutcomeLabel { outcome });
+        }
+        for action in [
+            crate::credentials::sts::ASSUME_ROLE,
+            crate::credentials::sts::ASSUME_ROLE_WITH_OIDC,
+        ] {
+            for outcome in ["ok", "error"] {
+                let _ = self
+                    .sts_exchanges
+                    .get_or_create(&StsLabel { action, outcome });
+            }
+        }
     }
 
     pub fn observe_call(&self, outcome: &'static str, took: Duration) {

@@ -1000,3 +1000,46 @@ async fn rendered_objects_pass_a_server_side_dry_run() {
     }
     plane.stop();
 }
+
+/// Issue 12.3: the optional dashboard ConfigMap carries the sidecar label and exactly the
+/// dashboard file, which is valid JSON with a title and panels that each query something.
+#[test]
+fn the_dashboard_configmap_carries_the_dashboard_for_the_sidecar() {
+    let yaml = template(
+        "ops",
+        &[
+            "--set",
+            "metrics.grafanaDashboard.enabled=true",
+            "--set",
+            "metrics.grafanaDashboard.namespace=monitoring",
+        ],
+    )
+    .expect("renders");
+    let docs = documents(&yaml);
+    let cm = docs
+        .iter()
+        .find(|d| kind(d) == "ConfigMap" && name_of(d).ends_with("-dashboard"))
+        .expect("a dashboard ConfigMap");
+    assert_eq!(namespace_of(cm), Some("monitoring"));
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let text = cm["data"]["sparkjobrun-operator.json"]
+        .as_str()
+        .expect("dashboard");
+    let file = std::fs::read_to_string(chart_dir().join("files/dashboard.json")).expect("file");
+    assert_eq!(text, file.trim());
+    let dash: Value = serde_json::from_str(text).expect("dashboard JSON parses");
+    assert_eq!(dash["uid"], "sparkjobrun-operator");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8, "{} panels", panels.len());
+    for p in panels {
+        let exprs: Vec<&str> = p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        assert!(!exprs.is_empty(), "panel {} queries nothing", p["title"]);
+    }
+    let off = documents(&render_default("ops"));
+    assert!(!off.iter().any(|d| name_of(d).ends_with("-dashboard")));
+}

@@ -71,6 +71,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("wait_exit_codes", |e| {
             pipeline_cases::wait_exit_codes(e).boxed()
         }),
+        ("dashboard_and_alerts_query_exported_metrics", |e| {
+            process_cases::dashboard_and_alerts_query_exported_metrics(e).boxed()
+        }),
         ("overload_is_shared_fairly", |e| {
             fault_cases::overload_is_shared_fairly(e).boxed()
         }),

@@ -460,3 +460,85 @@ pub async fn namespace_scoping(env: &'static Env) -> Result<(), String> {
     let status = wait_exit(&mut op, Duration::from_secs(15)).await?;
     ensure(status.success(), || format!("exit {status}"))
 }
+
+/// The metric names a Prometheus exposition offers, from its `# TYPE` lines (counters as
+/// `name_total`, histograms as `_bucket`, `_sum` and `_count`), so families without samples yet
+/// count too.
+fn exported_names(metrics: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        match kind {
+            "counter" => {
+                names.insert(format!("{}_total", name.trim_end_matches("_total")));
+            }
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+            _ => {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Every `sparkjobrun_*` name in `text`.
+fn queried_names(text: &str) -> std::collections::BTreeSet<String> {
+    let bytes = text.as_bytes();
+    let mut out = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("sparkjobrun_") {
+        let start = i + pos;
+        let end = bytes[start..]
+            .iter()
+            .position(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_'))
+            .map_or(bytes.len(), |n| start + n);
+        out.insert(text[start..end].to_owned());
+        i = end;
+    }
+    out
+}
+
+/// Issue 12.2 and 12.3: every metric the chart's dashboard and alert rules query is one a real
+/// operator process exports on /metrics.
+pub async fn dashboard_and_alerts_query_exported_metrics(env: &'static Env) -> Result<(), String> {
+    let op = env.spawn_operator("scrape", &["--label-selector", "e2e-process=scrape"], &[])?;
+    let metrics = wait_for("/metrics to answer", Duration::from_secs(30), || async {
+        match op.http_get("/metrics").await {
+            Ok((200, body)) => Ok(Some(body)),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    let exported = exported_names(&metrics);
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/sparkjobrun-operator");
+    let mut failures = Vec::new();
+    for (file, at_least) in [
+        ("files/dashboard.json", 12),
+        ("templates/prometheusrule.yaml", 4),
+    ] {
+        let text = std::fs::read_to_string(chart.join(file)).map_err(|e| e.to_string())?;
+        let queried = queried_names(&text);
+        ensure(queried.len() >= at_least, || {
+            format!("{file}: only {queried:?}")
+        })?;
+        for name in queried.difference(&exported) {
+            failures.push(format!(
+                "{file} queries {name}, which /metrics does not export"
+            ));
+        }
+    }
+    ensure(failures.is_empty(), || {
+        format!("{}\nexported: {exported:?}", failures.join("\n"))
+    })
+}
