@@ -287,6 +287,13 @@ pub struct RunArgs {
     /// answers 503.
     #[arg(long, env = "SPARKJOBRUN_WATCH_OUTAGE_GRACE", default_value = "60s", value_parser = duration)]
     pub watch_outage_grace: Duration,
+    /// Delete refs `spec.ttlSecondsAfterFinished` after their run ended (needs `delete` on
+    /// sparkjobruns). Off: the field is ignored.
+    #[arg(long, env = "SPARKJOBRUN_TTL_AFTER_FINISHED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub ttl_after_finished: bool,
+    /// With --ttl-after-finished: the TTL of refs that set none (default: those are kept).
+    #[arg(long, env = "SPARKJOBRUN_TTL_AFTER_FINISHED_DEFAULT", value_parser = duration)]
+    pub ttl_after_finished_default: Option<Duration>,
     /// Log format.
     #[arg(long, env = "SPARKJOBRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -437,6 +444,12 @@ impl RunArgs {
             endpoint::for_region(region, Network::Public)
                 .map_err(|e| invalid("default-region", e.to_string()))?;
         }
+        if self.ttl_after_finished_default.is_some() && !self.ttl_after_finished {
+            return Err(invalid(
+                "ttl-after-finished-default",
+                "needs --ttl-after-finished=true",
+            ));
+        }
         if self.credentials_cache_size == 0 {
             return Err(invalid("credentials-cache-size", "must be at least 1"));
         }
@@ -480,6 +493,10 @@ impl RunArgs {
             },
             concurrency: self.concurrency,
             watch_outage_grace: self.watch_outage_grace,
+            ttl: crate::config::TtlPolicy {
+                enabled: self.ttl_after_finished,
+                default: self.ttl_after_finished_default,
+            },
             instance: self.instance_name.clone(),
             sts: StsSettings {
                 allow,

@@ -68,6 +68,10 @@ vocabulary! {
         StatusTooLarge,
         /// Event: calls work again after a problem.
         Recovered,
+        /// Event: the ref is deleted, `ttlSecondsAfterFinished` after its run ended.
+        TtlExpired,
+        /// Deleting an expired ref failed (logged and counted; retried with backoff).
+        DeleteFailed,
     }
 }
 

@@ -54,6 +54,16 @@ pub struct Settings {
     pub sts: StsSettings,
     /// How long every retry of a watch may fail before the replica reports itself unready.
     pub watch_outage_grace: Duration,
+    pub ttl: TtlPolicy,
+}
+
+/// Deleting refs after their run ended (`spec.ttlSecondsAfterFinished`): off unless enabled,
+/// because it needs `delete` on sparkjobruns and is wrong for refs kept in Git.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TtlPolicy {
+    pub enabled: bool,
+    /// For refs without `spec.ttlSecondsAfterFinished`; `None`: those are kept.
+    pub default: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -71,6 +81,7 @@ impl Default for Settings {
             instance: None,
             sts: StsSettings::default(),
             watch_outage_grace: crate::server::DEFAULT_WATCH_OUTAGE_GRACE,
+            ttl: TtlPolicy::default(),
         }
     }
 }

@@ -106,6 +106,14 @@ pub struct SparkJobRunRefSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<CredentialsSource>,
 
+    /// Delete this ref this many seconds after its run ended (Success, Failed or Cancelled), for
+    /// refs created by pipelines. Honoured only when the operator runs with
+    /// --ttl-after-finished. Do not set it on refs kept in Git: Argo CD or Flux would recreate
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub ttl_seconds_after_finished: Option<i64>,
+
     /// How often to poll while the run is not finished, e.g. 30s or 2m. The operator clamps it to
     /// its configured bounds. When absent the interval depends on the run's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -74,6 +74,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("deleting {object} after its TTL: {source}")]
+    Delete {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{object} has no {what}")]
     MissingMetadata { object: String, what: &'static str },
     /// The status write was computed from an older version of the object (it was written, or
@@ -105,6 +111,7 @@ impl Error {
             Self::Endpoint { .. } => Reason::EndpointNotAllowed,
             Self::PollInterval { .. } => Reason::InvalidSpec,
             Self::StatusPatch { .. } => Reason::StatusWriteFailed,
+            Self::Delete { .. } => Reason::DeleteFailed,
             Self::MissingMetadata { .. } => Reason::InvalidObject,
             Self::Conflict { .. } | Self::Fenced { .. } => Reason::StatusWriteFailed,
             Self::RateLimited { .. } => Reason::Throttled,
@@ -120,6 +127,7 @@ impl Error {
             Self::RoleNotAllowed { .. } => RetryClass::Permanent,
             Self::SecretRead { .. }
             | Self::StatusPatch { .. }
+            | Self::Delete { .. }
             | Self::Conflict { .. }
             | Self::Fenced { .. } => RetryClass::Transient,
             Self::RateLimited { .. } => RetryClass::Throttled,

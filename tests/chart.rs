@@ -1043,3 +1043,41 @@ fn the_dashboard_configmap_carries_the_dashboard_for_the_sidecar() {
     let off = documents(&render_default("ops"));
     assert!(!off.iter().any(|d| name_of(d).ends_with("-dashboard")));
 }
+
+/// Issue 11.4: `delete` on sparkjobruns is granted, and the TTL flags passed, only when
+/// ttlAfterFinished is enabled; a default without it is refused.
+#[test]
+fn ttl_rights_and_flags_only_when_enabled() {
+    let verbs = |docs: &[Value]| -> BTreeSet<String> {
+        docs.iter()
+            .filter(|d| kind(d) == "ClusterRole")
+            .flat_map(rules)
+            .filter(|r| r.resources == ["sparkjobruns"])
+            .flat_map(|r| r.verbs)
+            .collect()
+    };
+    let off = documents(&render_default("ops"));
+    assert!(!verbs(&off).contains("delete"), "{:?}", verbs(&off));
+    assert!(!args(&off).iter().any(|a| a.starts_with("--ttl")));
+    let on = documents(
+        &template(
+            "ops",
+            &[
+                "--set",
+                "ttlAfterFinished.enabled=true",
+                "--set",
+                "ttlAfterFinished.default=24h",
+            ],
+        )
+        .expect("renders"),
+    );
+    assert!(verbs(&on).contains("delete"));
+    let a = args(&on);
+    assert!(a.contains(&"--ttl-after-finished=true".to_owned()), "{a:?}");
+    assert!(
+        a.contains(&"--ttl-after-finished-default=24h".to_owned()),
+        "{a:?}"
+    );
+    let err = template("ops", &["--set", "ttlAfterFinished.default=24h"]).expect_err("refused");
+    assert!(err.contains("ttlAfterFinished.enabled"), "{err}");
+}

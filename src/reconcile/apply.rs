@@ -3,7 +3,7 @@
 //! planned events. The write checks the leadership fence immediately before it is sent; the
 //! events of a write that landed go out even if the fence closed meanwhile (see [`publish`]).
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
@@ -127,5 +127,56 @@ pub async fn publish<S: JobRunService>(
             Ok(()) => ctx.metrics.observe_event(planned.warning),
             Err(e) => warn!(error = %e, reason = %event.reason, "publishing an event failed"),
         }
+    }
+}
+
+/// Deletes a ref whose TTL after its run's end passed: an event first (it stays visible for a
+/// while after the object is gone), then the delete, bound to this incarnation by its uid so a
+/// ref recreated under the same name is never deleted in its place.
+pub async fn delete_expired<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<(), Error> {
+    let object = object_key(obj);
+    ctx.fence.check(&object)?;
+    let namespace = obj.namespace().ok_or_else(|| Error::MissingMetadata {
+        object: object.clone(),
+        what: "namespace",
+    })?;
+    let ttl = obj
+        .spec
+        .ttl_seconds_after_finished
+        .map(|s| format!("{s}s"))
+        .unwrap_or_else(|| "the operator's default TTL".into());
+    let note = format!(
+        "deleting this ref {ttl} after job run {} ended",
+        obj.spec.job_run_id
+    );
+    publish(
+        obj,
+        ctx,
+        vec![PlannedEvent {
+            warning: false,
+            reason: crate::conditions::Reason::TtlExpired,
+            note,
+        }],
+    )
+    .await;
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: obj.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let api: Api<SparkJobRunRef> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.delete(&obj.name_any(), &params).await {
+        Ok(_) => {
+            info!("deleted after its TTL");
+            Ok(())
+        }
+        // Already gone, or a newer incarnation under the same name: nothing of ours to delete.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(source) => Err(Error::Delete { object, source }),
     }
 }

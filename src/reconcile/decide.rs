@@ -225,6 +225,40 @@ fn running_for(status: &SparkJobRunRefStatus, now: jiff::Timestamp) -> Option<Du
     Duration::try_from(now.duration_since(submitted)).ok()
 }
 
+/// How long until an ended ref is to be deleted (zero: now), `None` when it is kept: TTL off,
+/// none set, or the run not ended. Counted from the run's end time, or, without one, from when
+/// the `Finished` condition turned true.
+pub fn ttl_remaining(
+    status: &SparkJobRunRefStatus,
+    spec_ttl: Option<i64>,
+    policy: &crate::config::TtlPolicy,
+    now: jiff::Timestamp,
+) -> Option<Duration> {
+    if !policy.enabled || status.terminal != Some(true) {
+        return None;
+    }
+    let ttl = match spec_ttl {
+        Some(secs) => Duration::from_secs(u64::try_from(secs).unwrap_or(0)),
+        None => policy.default?,
+    };
+    let ended: jiff::Timestamp = status
+        .end_time
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .or_else(|| {
+            status
+                .conditions
+                .iter()
+                .find(|c| {
+                    c.type_ == crate::conditions::ConditionType::Finished.as_str()
+                        && c.status == "True"
+                })
+                .map(|c| c.last_transition_time.0)
+        })?;
+    let since = Duration::try_from(now.duration_since(ended)).unwrap_or(Duration::ZERO);
+    Some(ttl.saturating_sub(since))
+}
+
 /// Whole seconds: what the API server stores, so comparisons with the stored status stay exact.
 pub fn whole_seconds(now: jiff::Timestamp) -> Time {
     Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
@@ -381,6 +415,52 @@ mod tests {
         assert_eq!(
             condition(&d.status, ConditionType::Failed),
             Some((Status::True, Reason::Failed))
+        );
+    }
+
+    /// Issue 11.4: an ended ref is deleted its TTL after the run's end time (or after Finished
+    /// turned true), only with the feature on; the spec's TTL wins over the default.
+    #[test]
+    fn ttl_counts_from_the_end_of_the_run() {
+        use crate::config::TtlPolicy;
+        let mut done = stored("Success");
+        done.end_time = Some("2024-04-30T23:59:00Z".into()); // 60 s before now()
+        let on = TtlPolicy {
+            enabled: true,
+            default: None,
+        };
+        let with_default = TtlPolicy {
+            default: Some(secs(3600)),
+            ..on
+        };
+        let table = [
+            (&done, Some(100), on, Some(secs(40))),
+            (&done, Some(60), on, Some(Duration::ZERO)),
+            (&done, Some(0), on, Some(Duration::ZERO)),
+            (&done, None, on, None),
+            (&done, None, with_default, Some(secs(3540))),
+            (&done, Some(30), with_default, Some(Duration::ZERO)),
+            (&done, Some(100), TtlPolicy::default(), None),
+        ];
+        for (status, ttl, policy, want) in table {
+            assert_eq!(
+                ttl_remaining(status, ttl, &policy, now()),
+                want,
+                "{ttl:?} {policy:?}"
+            );
+        }
+        let running = stored("Running");
+        assert_eq!(
+            ttl_remaining(&running, Some(0), &on, now()),
+            None,
+            "not ended"
+        );
+        // Without an end time, from when Finished turned true (here: now).
+        let mut no_end = done.clone();
+        no_end.end_time = None;
+        assert_eq!(
+            ttl_remaining(&no_end, Some(100), &on, now()),
+            Some(secs(100))
         );
     }
 

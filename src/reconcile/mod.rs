@@ -336,6 +336,21 @@ async fn apply_decision<S: JobRunService>(
     }
     apply::publish(obj, ctx, decision.events).await;
     let key = object_key(obj);
+    if decision.next == Next::AwaitChange
+        && let Some(left) = decide::ttl_remaining(
+            &decision.status,
+            obj.spec.ttl_seconds_after_finished,
+            &ctx.settings.ttl,
+            jiff::Timestamp::now(),
+        )
+    {
+        ctx.schedules.set(&key, None);
+        if !left.is_zero() {
+            return Ok(Action::requeue(left));
+        }
+        apply::delete_expired(obj, ctx).await?;
+        return Ok(Action::await_change());
+    }
     let generation = obj.meta().generation;
     let (schedule, action) = match decision.next {
         Next::AwaitChange => (None, Action::await_change()),

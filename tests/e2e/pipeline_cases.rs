@@ -198,3 +198,102 @@ pub async fn wait_exit_codes(env: &'static Env) -> Result<(), String> {
     }
     ensure(failures.is_empty(), || failures.join("\n"))
 }
+
+/// 11.4: with --ttl-after-finished, a ref is deleted its TTL after the run's end time and not
+/// before (a TtlExpired event says why); a ref without a TTL, and one whose run still runs, stay.
+pub async fn ttl_deletes_after_the_delay(env: &'static Env) -> Result<(), String> {
+    use crate::support::ACCESS_KEY_ID;
+    use sparkjobrun_operator::kit::simulator::Phase;
+    let ns = env.namespace("ttl").await?;
+    let op = env.spawn_operator(
+        "ttl",
+        &[
+            "--label-selector",
+            "e2e-process=ttl",
+            "--ttl-after-finished=true",
+        ],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+        ],
+    )?;
+    let (ends, kept, running) = (unique("jr-ttl"), unique("jr-ttlkept"), unique("jr-ttlrun"));
+    let success_after = |jr: &str| {
+        RunScript::new(WS, jr).with_phases(vec![
+            Phase {
+                state: "Running".into(),
+                after_seconds: None,
+                for_seconds: Some(1.0),
+                state_change_reason: None,
+            },
+            Phase {
+                state: "Success".into(),
+                after_seconds: None,
+                for_seconds: None,
+                state_change_reason: None,
+            },
+        ])
+    };
+    for script in [
+        success_after(&ends),
+        success_after(&kept),
+        RunScript::new(WS, &running).holding("Running"),
+    ] {
+        env.sim.add_run(script).map_err(|e| e.to_string())?;
+    }
+    let label = [("e2e-process", "ttl")];
+    let with_ttl = |jr: &str| {
+        let mut s = spec_with(jr, None);
+        s.ttl_seconds_after_finished = Some(4);
+        s
+    };
+    env.create_labeled(&ns, "expires", with_ttl(&ends), &label)
+        .await?;
+    env.create_labeled(&ns, "kept", spec_with(&kept, None), &label)
+        .await?;
+    env.create_labeled(&ns, "running", with_ttl(&running), &label)
+        .await?;
+    let end_time = wait_for("the run to end", T, || async {
+        let s = env.status(&ns, "expires").await?;
+        Ok(s.end_time.filter(|_| s.terminal == Some(true)))
+    })
+    .await?;
+    let ended: jiff::Timestamp = end_time.parse().map_err(|e| format!("{end_time}: {e}"))?;
+    let seen_ended = jiff::Timestamp::now();
+    ensure(env.get_opt(&ns, "expires").await?.is_some(), || {
+        "deleted before its TTL".into()
+    })?;
+    let gone = wait_for("the ref to be deleted", T, || async {
+        Ok(env
+            .get_opt(&ns, "expires")
+            .await?
+            .is_none()
+            .then(jiff::Timestamp::now))
+    })
+    .await?;
+    let after_end = gone.duration_since(ended).as_secs_f64();
+    println!(
+        "e2e-count ttl ttl_s=4 ended_seen_after_s={:.1} deleted_after_end_s={after_end:.1}",
+        seen_ended.duration_since(ended).as_secs_f64()
+    );
+    // End times are whole seconds; the deletion must not come before the TTL passed.
+    ensure((3.0..=15.0).contains(&after_end), || {
+        format!("deleted {after_end:.1}s after the run ended (TTL 4s)")
+    })?;
+    let reasons: Vec<String> = env
+        .events(&ns, "expires")
+        .await?
+        .iter()
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    ensure(reasons.iter().any(|r| r == "TtlExpired"), || {
+        format!("no TtlExpired event: {reasons:?}")
+    })?;
+    for name in ["kept", "running"] {
+        ensure(env.get_opt(&ns, name).await?.is_some(), || {
+            format!("{name} was deleted")
+        })?;
+    }
+    op.signal(libc::SIGTERM);
+    Ok(())
+}

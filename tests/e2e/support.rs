@@ -214,6 +214,10 @@ impl Env {
         self.runs(ns).get(name).await.map_err(err)
     }
 
+    pub async fn get_opt(&self, ns: &str, name: &str) -> Result<Option<SparkJobRunRef>, String> {
+        self.runs(ns).get_opt(name).await.map_err(err)
+    }
+
     pub async fn status(&self, ns: &str, name: &str) -> Result<SparkJobRunRefStatus, String> {
         Ok(self.get(ns, name).await?.status.unwrap_or_default())
     }
@@ -501,6 +505,9 @@ async fn chart_identity(
             "rbac.mode=cluster",
             "--set",
             "leaderElection.enabled=true",
+            // The rights of every optional feature a case exercises.
+            "--set",
+            "ttlAfterFinished.enabled=true",
         ])
         .output()
         .await

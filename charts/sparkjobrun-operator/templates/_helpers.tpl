@@ -89,7 +89,7 @@ Secrets are read by name only, when an object names one: no list, no watch.
 {{- define "sparkjobrun-operator.rules" -}}
 - apiGroups: ["emrspark.io"]
   resources: ["sparkjobruns"]
-  verbs: ["get", "list", "watch"]
+  verbs: {{ if .Values.ttlAfterFinished.enabled }}["get", "list", "watch", "delete"]{{ else }}["get", "list", "watch"]{{ end }}
 - apiGroups: ["emrspark.io"]
   resources: ["sparkjobruns/status"]
   verbs: ["get", "patch"]
@@ -124,6 +124,14 @@ Secrets are read by name only, when an object names one: no list, no watch.
 {{- end }}
 {{- range .Values.assumeRoleAllow }}
 - {{ printf "--assume-role-allow=%s" . | quote }}
+{{- end }}
+{{- if .Values.ttlAfterFinished.enabled }}
+- "--ttl-after-finished=true"
+{{- with .Values.ttlAfterFinished.default }}
+- {{ printf "--ttl-after-finished-default=%s" . | quote }}
+{{- end }}
+{{- else if .Values.ttlAfterFinished.default }}
+{{- fail "ttlAfterFinished.default needs ttlAfterFinished.enabled=true" }}
 {{- end }}
 - {{ printf "--rate-limit=%v" .Values.rateLimit | quote }}
 - {{ printf "--rate-burst=%d" (int64 .Values.rateBurst) | quote }}
