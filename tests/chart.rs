@@ -319,6 +319,7 @@ fn default_values_render_a_cluster_wide_single_replica() {
     let expected: BTreeMap<String, usize> = [
         ("ClusterRole", 1),
         ("ClusterRoleBinding", 1),
+        ("CustomResourceDefinition", 1),
         ("Deployment", 1),
         ("Service", 1),
         ("ServiceAccount", 1),
@@ -328,7 +329,10 @@ fn default_values_render_a_cluster_wide_single_replica() {
     .collect();
     assert_eq!(kinds(&docs), expected);
     for d in &docs {
-        if !matches!(kind(d), "ClusterRole" | "ClusterRoleBinding") {
+        if !matches!(
+            kind(d),
+            "ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition"
+        ) {
             assert_eq!(namespace_of(d), Some("ops"), "{} {}", kind(d), name_of(d));
         }
     }
@@ -381,6 +385,7 @@ fn default_values_render_a_cluster_wide_single_replica() {
 fn custom_values_render_namespaced_rbac_ha_and_extras() {
     let docs = documents(&render_custom("ops", ["team-a", "team-b"]));
     let expected: BTreeMap<String, usize> = [
+        ("CustomResourceDefinition", 1),
         ("Deployment", 1),
         ("NetworkPolicy", 1),
         ("PodDisruptionBudget", 1),
@@ -500,9 +505,11 @@ fn custom_values_render_namespaced_rbac_ha_and_extras() {
     );
     let egress = only(&off, "NetworkPolicy")["spec"]["egress"].to_string();
     assert!(!egress.contains("100.100.100.200"), "{egress}");
-    // Nothing cluster-wide in namespaced mode.
+    // No cluster-wide rights in namespaced mode; the CRD (cluster-scoped by nature) is the only
+    // object without a namespace, and crds.install=false leaves it to whoever manages CRDs.
     assert!(
         docs.iter()
+            .filter(|d| kind(d) != "CustomResourceDefinition")
             .all(|d| !kind(d).starts_with("Cluster") && namespace_of(d).is_some()),
         "namespaced mode rendered a cluster-scoped object"
     );
@@ -604,36 +611,47 @@ fn bad_values_fail_naming_the_value() {
     }
 }
 
+/// The chart's CRD (files/, rendered by templates/crd.yaml) is the generated one byte for byte,
+/// and the rendered object is that CRD plus only the keep policy and the chart's labels.
 #[test]
-fn chart_crds_are_byte_identical_to_the_repository_crds() {
-    let list = |dir: &Path| -> BTreeSet<String> {
-        std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-            .map(|e| {
-                e.expect("dir entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect()
-    };
-    let repo_crds = repo().join("crds");
-    let chart_crds = chart_dir().join("crds");
-    let names = list(&repo_crds);
-    assert!(!names.is_empty(), "no CRDs under crds/");
-    assert_eq!(
-        list(&chart_crds),
-        names,
-        "chart crds/ and crds/ list different files"
+fn chart_crd_is_the_repository_crd() {
+    let repo_crd = std::fs::read(repo().join("crds/sparkjobruns.emrspark.io.yaml")).expect("crds/");
+    let chart_crd = std::fs::read(chart_dir().join("files/sparkjobruns.emrspark.io.yaml"))
+        .expect("chart files/");
+    assert!(
+        repo_crd == chart_crd,
+        "charts/sparkjobrun-operator/files/sparkjobruns.emrspark.io.yaml differs from crds/: copy it again"
     );
-    for name in &names {
-        let a = std::fs::read(repo_crds.join(name)).expect("read repo CRD");
-        let b = std::fs::read(chart_crds.join(name)).expect("read chart CRD");
-        assert!(
-            a == b,
-            "charts/sparkjobrun-operator/crds/{name} differs from crds/{name}: copy it again"
-        );
+    assert!(
+        !chart_dir().join("crds").exists(),
+        "a chart crds/ folder would be installed once and never upgraded"
+    );
+    let docs = documents(&render_default("ops"));
+    let rendered = docs
+        .iter()
+        .find(|d| kind(d) == "CustomResourceDefinition")
+        .expect("the CRD is rendered");
+    let mut expected: Value = serde_json::to_value(
+        serde_yaml::from_slice::<serde_yaml::Value>(&repo_crd).expect("CRD YAML"),
+    )
+    .expect("JSON");
+    let mut got = rendered.clone();
+    assert_eq!(
+        got["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "uninstalling must not delete the CRD and with it every object"
+    );
+    for doc in [&mut got, &mut expected] {
+        let meta = doc["metadata"].as_object_mut().expect("metadata");
+        meta.remove("annotations");
+        meta.remove("labels");
     }
+    assert_eq!(got, expected, "the rendered CRD is the generated one");
+    let without = documents(&template("ops", &["--set", "crds.install=false"]).expect("renders"));
+    assert!(
+        !without
+            .iter()
+            .any(|d| kind(d) == "CustomResourceDefinition")
+    );
 }
 
 #[test]
@@ -888,7 +906,7 @@ async fn rendered_objects_pass_a_server_side_dry_run() {
         Err(e) => panic!("control plane did not start: {e}"),
     };
     let checks = async {
-        let crd = std::fs::read_to_string(chart_dir().join("crds/sparkjobruns.emrspark.io.yaml"))
+        let crd = std::fs::read_to_string(chart_dir().join("files/sparkjobruns.emrspark.io.yaml"))
             .map_err(|e| e.to_string())?;
         plane.apply_yaml(&crd).await.map_err(|e| e.to_string())?;
         plane
@@ -953,6 +971,8 @@ async fn rendered_objects_pass_a_server_side_dry_run() {
         // the NOTES a user reads afterwards.
         let kubeconfig = plane.kubeconfig_admin_path().to_string_lossy().into_owned();
         let chart = chart_dir().to_string_lossy().into_owned();
+        // The CRD was applied apart above (as by a platform team), so the release does not
+        // manage it; tests of the CRD's own lifecycle follow in crd_upgrades_with_the_release.
         let notes = run_helm(&[
             "install",
             RELEASE,
@@ -961,6 +981,8 @@ async fn rendered_objects_pass_a_server_side_dry_run() {
             &release_ns,
             "--kubeconfig",
             &kubeconfig,
+            "--set",
+            "crds.install=false",
         ])?;
         for line in [
             "kubectl get sparkjobruns -A",
@@ -1080,4 +1102,148 @@ fn ttl_rights_and_flags_only_when_enabled() {
     );
     let err = template("ops", &["--set", "ttlAfterFinished.default=24h"]).expect_err("refused");
     assert!(err.contains("ttlAfterFinished.enabled"), "{err}");
+}
+
+/// Copies the chart to `dir` with its CRD's `spec.ttlSecondsAfterFinished` removed: the chart as
+/// it was before that field existed.
+fn chart_without_ttl_field(dir: &Path) -> PathBuf {
+    let copy = dir.join("old-chart");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(chart_dir())
+        .arg(&copy)
+        .status()
+        .expect("cp runs");
+    assert!(status.success());
+    let path = copy.join("files/sparkjobruns.emrspark.io.yaml");
+    let mut crd: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("CRD")).expect("YAML");
+    let props = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"];
+    let removed = props
+        .as_mapping_mut()
+        .and_then(|m| m.remove("ttlSecondsAfterFinished"));
+    assert!(
+        removed.is_some(),
+        "the current CRD has ttlSecondsAfterFinished"
+    );
+    let text = format!("---\n{}", serde_yaml::to_string(&crd).expect("YAML"));
+    assert!(text.contains("metadata:\n  name: sparkjobruns.emrspark.io\n"));
+    std::fs::write(&path, text).expect("write");
+    copy
+}
+
+/// Whether the served CRD's spec schema has `field`.
+fn served_spec_has(plane: &ControlPlane, field: &str) -> Result<bool, String> {
+    let (json, _) = kubectl_ok(
+        plane,
+        &["get", "crd", "sparkjobruns.emrspark.io", "-o", "json"],
+    )?;
+    let crd: Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    Ok(
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            .get(field)
+            .is_some(),
+    )
+}
+
+/// Issue 12.1: `helm upgrade` applies a changed CRD (it is a template, not a crds/ file Helm
+/// never upgrades); `helm uninstall` leaves the CRD and every object; and a CRD installed by an
+/// older chart's crds/ is taken over after the two commands the README gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_upgrades_with_the_release() {
+    let mut plane = match ControlPlane::start(ControlPlaneOptions::default()).await {
+        Ok(plane) => plane,
+        Err(e) => panic!("control plane did not start: {e}"),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checks = async {
+        let kubeconfig = plane.kubeconfig_admin_path().to_string_lossy().into_owned();
+        let helm = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend(["--namespace", "ops", "--kubeconfig", kubeconfig.as_str()]);
+            run_helm(&all)
+        };
+        let old = chart_without_ttl_field(dir.path());
+        let old = old.to_string_lossy().into_owned();
+        let chart = chart_dir().to_string_lossy().into_owned();
+        helm(&["install", RELEASE, &old, "--create-namespace"])?;
+        plane
+            .wait_crd_established("sparkjobruns.emrspark.io")
+            .await
+            .map_err(|e| e.to_string())?;
+        if served_spec_has(&plane, "ttlSecondsAfterFinished")? {
+            return Err("the old chart already served the new field".into());
+        }
+        let object = "apiVersion: emrspark.io/v1alpha1\nkind: SparkJobRunRef\nmetadata:\n  name: kept\n  namespace: ops\nspec:\n  workspaceId: w-abc\n  jobRunId: jr-abc\n";
+        let file = dir.path().join("object.yaml");
+        std::fs::write(&file, object).map_err(|e| e.to_string())?;
+        let file = file.to_string_lossy().into_owned();
+        kubectl_ok(&plane, &["apply", "-f", &file])?;
+
+        helm(&["upgrade", RELEASE, &chart])?;
+        if !served_spec_has(&plane, "ttlSecondsAfterFinished")? {
+            return Err("helm upgrade left the old CRD schema served".into());
+        }
+        helm(&["uninstall", RELEASE])?;
+        kubectl_ok(&plane, &["get", "crd", "sparkjobruns.emrspark.io"])
+            .map_err(|e| format!("helm uninstall deleted the CRD: {e}"))?;
+        kubectl_ok(&plane, &["get", "sparkjobrun", "kept", "-n", "ops"])
+            .map_err(|e| format!("helm uninstall deleted the objects: {e}"))?;
+
+        // A CRD from an older chart's crds/ (not owned by any release): install refuses to
+        // adopt it until it carries Helm's ownership metadata.
+        kubectl_ok(
+            &plane,
+            &[
+                "annotate",
+                "crd",
+                "sparkjobruns.emrspark.io",
+                "meta.helm.sh/release-name-",
+                "meta.helm.sh/release-namespace-",
+            ],
+        )?;
+        kubectl_ok(
+            &plane,
+            &[
+                "label",
+                "crd",
+                "sparkjobruns.emrspark.io",
+                "app.kubernetes.io/managed-by-",
+            ],
+        )?;
+        match helm(&["install", RELEASE, &chart]) {
+            Err(e) if e.contains("cannot be imported") => {}
+            other => return Err(format!("install over an unowned CRD: {other:?}")),
+        }
+        kubectl_ok(
+            &plane,
+            &[
+                "label",
+                "--overwrite",
+                "crd",
+                "sparkjobruns.emrspark.io",
+                "app.kubernetes.io/managed-by=Helm",
+            ],
+        )?;
+        kubectl_ok(
+            &plane,
+            &[
+                "annotate",
+                "--overwrite",
+                "crd",
+                "sparkjobruns.emrspark.io",
+                &format!("meta.helm.sh/release-name={RELEASE}"),
+                "meta.helm.sh/release-namespace=ops",
+            ],
+        )?;
+        helm(&["install", RELEASE, &chart])?;
+        kubectl_ok(&plane, &["get", "sparkjobrun", "kept", "-n", "ops"])?;
+        Ok::<(), String>(())
+    };
+    if let Err(e) = checks.await {
+        let logs = plane.keep_logs();
+        panic!("{e}\nlogs kept: {}", logs.kube_apiserver.display());
+    }
+    plane.stop();
 }
