@@ -5,6 +5,7 @@
 #
 #   kube-apiserver, kubectl  from tools/k8s   (Go module proxy, ~10-20 min cold)
 #   helm                     from tools/helm  (skipped with --no-helm)
+#   kube-state-metrics       from tools/ksm   (test-only; skipped with --no-helm too)
 #   etcd                     from the etcd-bin-vendored-linux-amd64 crate
 #
 # Cache directories are keyed by version and by the hash of the wrapper
@@ -115,6 +116,26 @@ if [[ $with_helm == 1 ]]; then
     fi
 fi
 
+# --- kube-state-metrics (tests of docs/kube-state-metrics.yaml) ---------------
+ksm_bin=""
+if [[ $with_helm == 1 ]]; then
+    ksm_version=$(awk '$1 == "k8s.io/kube-state-metrics/v2" { print $2 }' "$repo/tools/ksm/go.mod")
+    ksm_bin=$cache/ksm-$ksm_version-$(gosum_hash "$repo/tools/ksm/go.sum")/bin
+    if [[ ! -x $ksm_bin/kube-state-metrics ]]; then
+        need_go "kube-state-metrics"
+        mkdir -p "$ksm_bin"
+        log "building kube-state-metrics $ksm_version into $ksm_bin (about 2 min on 2 cores)"
+        start=$SECONDS
+        # Not go_build: the binary is named after the module (kube-state-metrics), not the
+        # package path's last element (v2).
+        tmp=$(mktemp "$ksm_bin/.ksm.XXXXXX")
+        (cd "$repo/tools/ksm" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
+            go build -trimpath -o "$tmp" k8s.io/kube-state-metrics/v2)
+        mv -f "$tmp" "$ksm_bin/kube-state-metrics"
+        log "kube-state-metrics built in $((SECONDS - start)) s"
+    fi
+fi
+
 # --- etcd -----------------------------------------------------------------
 etcd_bin=$cache/etcd-v$ETCD_VERSION/bin
 if [[ ! -x $etcd_bin/etcd ]]; then
@@ -145,7 +166,8 @@ KUBECTL=$k8s_bin/kubectl
 ETCD=$etcd_bin/etcd"
 if [[ -n $helm_bin ]]; then
     env_lines+="
-HELM=$helm_bin/helm"
+HELM=$helm_bin/helm
+KUBE_STATE_METRICS=$ksm_bin/kube-state-metrics"
 elif [[ -f $cache/tools.env ]]; then
     # Keep a helm built by an earlier run without --no-helm.
     old_helm=$(grep '^HELM=' "$cache/tools.env" || true)
