@@ -6,6 +6,7 @@
 #   kube-apiserver, kubectl  from tools/k8s   (Go module proxy, ~10-20 min cold)
 #   helm                     from tools/helm  (skipped with --no-helm)
 #   kube-state-metrics       from tools/ksm   (test-only; skipped with --no-helm too)
+#   crane                    from tools/crane (image assembly; skipped with --no-helm too)
 #   etcd                     from the etcd-bin-vendored-linux-amd64 crate
 #
 # Cache directories are keyed by version and by the hash of the wrapper
@@ -136,6 +137,19 @@ if [[ $with_helm == 1 ]]; then
     fi
 fi
 
+# --- crane (tools/image.sh assembles the OCI image with it) -------------------
+crane_bin=""
+if [[ $with_helm == 1 ]]; then
+    crane_version=$(awk '$1 == "github.com/google/go-containerregistry" { print $2 }' "$repo/tools/crane/go.mod")
+    crane_bin=$cache/crane-$crane_version-$(gosum_hash "$repo/tools/crane/go.sum")/bin
+    if [[ ! -x $crane_bin/crane ]]; then
+        need_go "crane"
+        mkdir -p "$crane_bin"
+        log "building crane $crane_version into $crane_bin"
+        go_build "$crane_bin" "$repo/tools/crane" "" github.com/google/go-containerregistry/cmd/crane
+    fi
+fi
+
 # --- etcd -----------------------------------------------------------------
 etcd_bin=$cache/etcd-v$ETCD_VERSION/bin
 if [[ ! -x $etcd_bin/etcd ]]; then
@@ -167,7 +181,8 @@ ETCD=$etcd_bin/etcd"
 if [[ -n $helm_bin ]]; then
     env_lines+="
 HELM=$helm_bin/helm
-KUBE_STATE_METRICS=$ksm_bin/kube-state-metrics"
+KUBE_STATE_METRICS=$ksm_bin/kube-state-metrics
+CRANE=$crane_bin/crane"
 elif [[ -f $cache/tools.env ]]; then
     # Keep a helm built by an earlier run without --no-helm.
     old_helm=$(grep '^HELM=' "$cache/tools.env" || true)

@@ -42,6 +42,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
+step "OCI image (tools/image.sh: static binary, one layer, crane), for tests/image.rs"
+tools/image.sh >/dev/null
+
 step "cargo test (unit, integration, end-to-end)"
 # The end-to-end suite refuses to skip: missing binaries or a control plane that does not
 # start is a failure.
