@@ -421,10 +421,11 @@ impl RunArgs {
         if !(0.0..=1.0).contains(&self.poll_jitter) {
             return Err(invalid("poll-jitter", "must be between 0 and 1"));
         }
-        if !(self.rate_limit.is_finite() && self.rate_limit > 0.0) {
+        // Below one call in 1000 s a token's wait overflows nothing but helps nobody either.
+        if !(self.rate_limit.is_finite() && self.rate_limit >= 0.001) {
             return Err(invalid(
                 "rate-limit",
-                "must be a positive number of calls per second",
+                "must be at least 0.001 calls per second",
             ));
         }
         if self.rate_burst == 0 {
@@ -580,6 +581,7 @@ mod tests {
                 "--max-poll-interval",
             ),
             (&["--rate-limit=0"], "--rate-limit"),
+            (&["--rate-limit=1e-20"], "--rate-limit"),
             (&["--rate-burst=0"], "--rate-burst"),
             (&["--poll-jitter=2"], "--poll-jitter"),
             (&["--endpoint=ftp://x"], "--endpoint"),

@@ -388,6 +388,10 @@ pub fn minimal_status(full: &SparkJobRunRefStatus) -> SparkJobRunRefStatus {
         region_id: full.region_id.clone(),
         workspace_id: full.workspace_id.clone(),
         job_run_id: full.job_run_id.clone(),
+        // Small, and needed: without it a handled refresh would look pending forever, and the
+        // TTL would count from the Finished condition instead of the run's end.
+        last_handled_refresh_at: full.last_handled_refresh_at.clone(),
+        end_time: full.end_time.clone(),
         truncated: vec!["*".to_owned()],
         conditions: full.conditions.clone(),
         ..SparkJobRunRefStatus::default()

@@ -112,8 +112,11 @@ pub struct ErrorStreak {
 }
 
 impl ErrorStreak {
-    pub const GAP: Duration = Duration::from_secs(45);
+    /// kube-runtime's backoff doubles up to 30 s and adds up to as much again in jitter, and a
+    /// retry may first spend the client's connect timeout: gaps reach 60 s and more.
+    pub const GAP: Duration = Duration::from_secs(120);
     const REQUEST_TIME: Duration = Duration::from_secs(10);
+    const MAX_DUE: Duration = Duration::from_secs(90);
 
     pub fn error(&mut self, now: Instant) {
         match self.last {
@@ -136,8 +139,8 @@ impl ErrorStreak {
     /// How long the ongoing outage has lasted, if one is ongoing.
     pub fn outage(&self, now: Instant) -> Option<Duration> {
         let (first, last) = (self.first?, self.last?);
-        let next_due = (self.gap * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
-            + Self::REQUEST_TIME;
+        let next_due =
+            (self.gap * 2).clamp(Duration::from_secs(1), Self::MAX_DUE) + Self::REQUEST_TIME;
         (now.saturating_duration_since(last) <= next_due)
             .then(|| now.saturating_duration_since(first))
     }
@@ -337,18 +340,26 @@ mod tests {
         // One error now and then is no outage.
         r.watch_error(b, now, "reset");
         assert_eq!(r.watch_outage(now + Duration::from_secs(61)), None);
-        // Errors 30 s apart (the longest backoff) keep an outage going; once the next is overdue
-        // (30 s + 10 s for the request) the retried watch worked.
-        for i in 0..4 {
-            r.watch_error(b, now + Duration::from_secs(100 + 30 * i), "refused");
+        // Errors up to 60 s apart (the longest backoff with its jitter, or a retry that waited
+        // for its connect timeout) keep one outage going, without gaps in it; once the next is
+        // overdue (at most 90 s + 10 s for the request) the retried watch worked.
+        let mut at = now + Duration::from_secs(300);
+        r.watch_error(b, at, "refused");
+        for (i, gap) in [45, 60, 30, 60].into_iter().enumerate() {
+            at += Duration::from_secs(gap);
+            r.watch_error(b, at, "refused");
+            // Past the 60 s grace from the second gap on, and never a gap in the outage.
+            for probe in [1, 30, 59].into_iter().filter(|_| i >= 1) {
+                let after = at + Duration::from_secs(probe);
+                assert!(r.watch_outage(after).is_some(), "{probe}s after error {i}");
+            }
         }
-        let last = now + Duration::from_secs(190);
         assert_eq!(
-            r.watch_outage(last).map(|(d, _)| d),
-            Some(Duration::from_secs(90))
+            r.watch_outage(at).map(|(d, _)| d),
+            Some(Duration::from_secs(195))
         );
-        assert!(r.watch_outage(last + Duration::from_secs(40)).is_some());
-        assert_eq!(r.watch_outage(last + Duration::from_secs(41)), None);
+        assert!(r.watch_outage(at + Duration::from_secs(100)).is_some());
+        assert_eq!(r.watch_outage(at + Duration::from_secs(101)), None);
         // Early in an outage (gaps of 0.8 and 1.6 s) recovery shows within seconds.
         let c = r.add_watch();
         let t = now + Duration::from_secs(1000);

@@ -163,15 +163,38 @@ pub async fn wait(
             .boxed()
     });
     let mut events = futures::stream::select_all(streams);
+    // Per ref: whether the (re)list in progress has shown it.
+    let mut listed: BTreeMap<String, bool> = BTreeMap::new();
     let watched = async {
         while let Some((name, event)) = events.next().await {
+            let ended = refs
+                .get(&name)
+                .is_some_and(|s| matches!(s, Standing::Succeeded | Standing::Failed { .. }));
             let standing = match event {
                 Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                    listed.insert(name.clone(), true);
                     Standing::of(&obj)
                 }
+                Ok(watcher::Event::Init) => {
+                    listed.insert(name.clone(), false);
+                    continue;
+                }
+                // A (re)list without the ref: it was deleted while the watch was away.
+                Ok(watcher::Event::InitDone) if listed.get(&name) == Some(&false) && !ended => {
+                    Standing::Missing("was deleted".into())
+                }
+                // Deleting a ref whose run ended (by its TTL, say) does not change how it ended.
+                Ok(watcher::Event::Delete(_)) if ended => continue,
                 Ok(watcher::Event::Delete(_)) => Standing::Missing("was deleted".into()),
-                // A watch error is retried by the watcher; the timeout bounds the wait.
-                Ok(_) | Err(_) => continue,
+                Ok(watcher::Event::InitDone) => continue,
+                Err(watcher::Error::InitialListFailed(kube::Error::Api(e)))
+                | Err(watcher::Error::WatchStartFailed(kube::Error::Api(e)))
+                    if e.code == 403 =>
+                {
+                    Standing::Missing(format!("cannot be watched: {}", e.message))
+                }
+                // Other watch errors are retried by the watcher; the timeout bounds the wait.
+                Err(_) => continue,
             };
             refs.insert(name, standing);
             if let Some(code) = verdict(&refs, wait_for) {

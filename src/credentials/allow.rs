@@ -88,6 +88,14 @@ fn parse_entry(entry: &str) -> Result<Entry, PatternError> {
             "has a namespace pattern other than lowercase letters, digits, - and *",
         ));
     }
+    // A glob in the placeholder's own segment would let one namespace reach another's role:
+    // `emr-{namespace}-*` for namespace `team` matches `emr-team-a-reader` of `team-a`.
+    let segment_with_placeholder = role.split([':', '/']).find(|s| s.contains(PLACEHOLDER));
+    if segment_with_placeholder.is_some_and(|s| s.contains('*')) {
+        return Err(err(
+            "has * in the same ARN segment as {namespace}, which would let one namespace match another's role",
+        ));
+    }
     // The placeholder stands for a namespace name, which is a valid role-name fragment.
     let concrete = role.replace(PLACEHOLDER, "ns");
     if !concrete.starts_with(PREFIX) {
@@ -264,6 +272,8 @@ mod tests {
             "a=acs:ram::1:role/",
             "a=acs:ram::1:role/a b",
             "a=acs:ram::1:role/{name}",
+            "*=acs:ram::1:role/emr-{namespace}-*",
+            "*=acs:ram::1:role/*{namespace}",
             "a=arn:aws:iam::1:role/x",
         ] {
             let err = RoleAllowList::new([bad]).expect_err(bad);

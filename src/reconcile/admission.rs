@@ -32,7 +32,7 @@ impl TokenBucket {
     /// burst of 0 is 1.
     pub fn new(limit: RateLimit, now: Instant) -> Self {
         let rate = if limit.per_second.is_finite() && limit.per_second > 0.0 {
-            limit.per_second
+            limit.per_second.max(0.001)
         } else {
             1.0
         };
@@ -258,7 +258,13 @@ impl Admission {
             queue,
             granted,
         } = &mut *s;
+        // A token handed to an object that never came (its reconcile failed before the call,
+        // or the object is gone) goes back, so none is lost for good.
+        let before = granted.len();
         granted.retain(|_, (at, _)| now.saturating_duration_since(*at) < GRANT_TTL);
+        for _ in granted.len()..before {
+            bucket.give_back();
+        }
         if queue.is_empty() {
             return Err(None);
         }

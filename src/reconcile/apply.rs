@@ -163,9 +163,11 @@ pub async fn delete_expired<S: JobRunService>(
     )
     .await;
     let params = DeleteParams {
+        // The version the TTL was computed from: a ref changed since (a longer TTL, another
+        // run) is not deleted; its watch event brings it back with the new spec.
         preconditions: Some(Preconditions {
             uid: obj.uid(),
-            resource_version: None,
+            resource_version: obj.resource_version(),
         }),
         ..DeleteParams::default()
     };
