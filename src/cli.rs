@@ -575,7 +575,7 @@ mod tests {
 
     #[test]
     fn bad_flags_name_themselves() {
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&[&str], &str); 7] = [
             (
                 &["--min-poll-interval=1m", "--max-poll-interval=30s"],
                 "--max-poll-interval",
