@@ -1133,6 +1133,26 @@ fn chart_without_ttl_field(dir: &Path) -> PathBuf {
     copy
 }
 
+/// Hands a CRD that belongs to no release over to one (docs/upgrading.md gives these commands).
+const HANDOVER_LABEL: &[&str] = &[
+    "label",
+    "--overwrite",
+    "crd",
+    "sparkjobruns.emrspark.io",
+    "app.kubernetes.io/managed-by=Helm",
+];
+
+fn handover_annotate(release: &str, namespace: &str) -> Vec<String> {
+    vec![
+        "annotate".into(),
+        "--overwrite".into(),
+        "crd".into(),
+        "sparkjobruns.emrspark.io".into(),
+        format!("meta.helm.sh/release-name={release}"),
+        format!("meta.helm.sh/release-namespace={namespace}"),
+    ]
+}
+
 /// Whether the served CRD's spec schema has `field`.
 fn served_spec_has(plane: &ControlPlane, field: &str) -> Result<bool, String> {
     let (json, _) = kubectl_ok(
@@ -1216,26 +1236,11 @@ async fn crd_upgrades_with_the_release() {
             Err(e) if e.contains("cannot be imported") => {}
             other => return Err(format!("install over an unowned CRD: {other:?}")),
         }
+        let annotate = handover_annotate(RELEASE, "ops");
+        kubectl_ok(&plane, HANDOVER_LABEL)?;
         kubectl_ok(
             &plane,
-            &[
-                "label",
-                "--overwrite",
-                "crd",
-                "sparkjobruns.emrspark.io",
-                "app.kubernetes.io/managed-by=Helm",
-            ],
-        )?;
-        kubectl_ok(
-            &plane,
-            &[
-                "annotate",
-                "--overwrite",
-                "crd",
-                "sparkjobruns.emrspark.io",
-                &format!("meta.helm.sh/release-name={RELEASE}"),
-                "meta.helm.sh/release-namespace=ops",
-            ],
+            &annotate.iter().map(String::as_str).collect::<Vec<_>>(),
         )?;
         helm(&["install", RELEASE, &chart])?;
         kubectl_ok(&plane, &["get", "sparkjobrun", "kept", "-n", "ops"])?;
@@ -1246,4 +1251,36 @@ async fn crd_upgrades_with_the_release() {
         panic!("{e}\nlogs kept: {}", logs.kube_apiserver.display());
     }
     plane.stop();
+}
+
+/// docs/upgrading.md gives the hand-over commands crd_upgrades_with_the_release runs (with the
+/// release and namespace as placeholders), and names the values that changed.
+#[test]
+fn upgrade_notes_give_the_commands_the_upgrade_test_runs() {
+    let notes =
+        std::fs::read_to_string(repo().join("docs/upgrading.md")).expect("docs/upgrading.md");
+    // The very arguments the upgrade test runs, with the release and namespace as placeholders.
+    for command in [
+        format!("kubectl {}", HANDOVER_LABEL.join(" ")),
+        format!(
+            "kubectl {}",
+            handover_annotate("RELEASE", "NAMESPACE").join(" ")
+        ),
+    ] {
+        assert!(
+            notes.contains(&command),
+            "docs/upgrading.md lacks `{command}`"
+        );
+    }
+    for value in [
+        "crds.install",
+        "assumeRoleAllow",
+        "--endpoint-allow",
+        "ttlAfterFinished",
+    ] {
+        assert!(
+            notes.contains(value),
+            "docs/upgrading.md does not mention {value}"
+        );
+    }
 }

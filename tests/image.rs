@@ -301,3 +301,24 @@ async fn the_image_follows_a_run_against_the_local_api_server() {
     }
     plane.stop();
 }
+
+/// The Dockerfile (for those with an engine) makes the same image: user, entrypoint, command,
+/// the static gnu build and the files of the layer.
+#[test]
+fn the_dockerfile_matches_the_image() {
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("Dockerfile");
+    let image = unpack();
+    let c = &image.config["config"];
+    let user = c["User"].as_str().expect("user");
+    assert!(dockerfile.contains(&format!("USER {user}")), "USER {user}");
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/sparkjobrun-operator"]"#));
+    assert!(dockerfile.contains(r#"CMD ["run"]"#));
+    assert!(dockerfile.contains("+crt-static") && dockerfile.contains("x86_64-unknown-linux-gnu"));
+    assert!(dockerfile.contains("ca-certificates.crt /rootfs/etc/ssl/certs/"));
+    for file in ["etc/ssl/certs", "etc/passwd", "etc/group", "tmp"] {
+        assert!(dockerfile.contains(&format!("/rootfs/{file}")), "{file}");
+    }
+    let passwd = std::fs::read_to_string(image.root.join("etc/passwd")).expect("passwd");
+    assert!(dockerfile.contains(passwd.trim()), "{passwd}");
+}
