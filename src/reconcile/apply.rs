@@ -35,18 +35,27 @@ pub async fn write_status<S: JobRunService>(
     }
 }
 
-async fn patch<S: JobRunService>(
+/// The object's key and its namespaced API, once the leadership fence allows a write: the check
+/// every write to the object (status or delete) makes immediately before it is sent.
+fn fenced_api<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
-    status: &SparkJobRunRefStatus,
-) -> Result<(), Error> {
+) -> Result<(String, Api<SparkJobRunRef>), Error> {
     let object = object_key(obj);
     ctx.fence.check(&object)?;
     let namespace = obj.namespace().ok_or_else(|| Error::MissingMetadata {
         object: object.clone(),
         what: "namespace",
     })?;
-    let api: Api<SparkJobRunRef> = Api::namespaced(ctx.client.clone(), &namespace);
+    Ok((object, Api::namespaced(ctx.client.clone(), &namespace)))
+}
+
+async fn patch<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    status: &SparkJobRunRefStatus,
+) -> Result<(), Error> {
+    let (object, api) = fenced_api(obj, ctx)?;
     let body = status_patch(obj, status);
     match api
         .patch_status(
@@ -137,12 +146,7 @@ pub async fn delete_expired<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
 ) -> Result<(), Error> {
-    let object = object_key(obj);
-    ctx.fence.check(&object)?;
-    let namespace = obj.namespace().ok_or_else(|| Error::MissingMetadata {
-        object: object.clone(),
-        what: "namespace",
-    })?;
+    let (object, api) = fenced_api(obj, ctx)?;
     let ttl = obj
         .spec
         .ttl_seconds_after_finished
@@ -171,7 +175,6 @@ pub async fn delete_expired<S: JobRunService>(
         }),
         ..DeleteParams::default()
     };
-    let api: Api<SparkJobRunRef> = Api::namespaced(ctx.client.clone(), &namespace);
     match api.delete(&obj.name_any(), &params).await {
         Ok(_) => {
             info!("deleted after its TTL");

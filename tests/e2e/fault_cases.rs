@@ -380,14 +380,24 @@ async fn refuse_status_writes(env: &Env, ns: &str) -> Result<StatusRefusal, Stri
             }},
         },
     });
+    install_policy(env, name, &policy, &binding).await
+}
+
+/// Stores a ValidatingAdmissionPolicy and its binding; the guard lifts both.
+async fn install_policy(
+    env: &Env,
+    name: String,
+    policy: &Value,
+    binding: &Value,
+) -> Result<StatusRefusal, String> {
     let (policies, bindings) = vap_apis(env);
     let pp = PatchParams::apply("e2e").force();
     policies
-        .patch(&name, &pp, &Patch::Apply(&policy))
+        .patch(&name, &pp, &Patch::Apply(policy))
         .await
         .map_err(|e| format!("creating the policy: {e}"))?;
     bindings
-        .patch(&name, &pp, &Patch::Apply(&binding))
+        .patch(&name, &pp, &Patch::Apply(binding))
         .await
         .map_err(|e| format!("binding the policy: {e}"))?;
     Ok(StatusRefusal { name })
@@ -922,17 +932,7 @@ async fn refuse_renewals(env: &Env, lease: &str, holder: &str) -> Result<StatusR
             }},
         },
     });
-    let (policies, bindings) = vap_apis(env);
-    let pp = PatchParams::apply("e2e").force();
-    policies
-        .patch(&name, &pp, &Patch::Apply(&policy))
-        .await
-        .map_err(|e| format!("creating the policy: {e}"))?;
-    bindings
-        .patch(&name, &pp, &Patch::Apply(&binding))
-        .await
-        .map_err(|e| format!("binding the policy: {e}"))?;
-    Ok(StatusRefusal { name })
+    install_policy(env, name, &policy, &binding).await
 }
 
 /// 9.4: overload. 120 objects in one namespace and one in another, all polled every 5 s, with a
