@@ -354,18 +354,31 @@ fn partial_calls(env: &Env) -> u64 {
 /// Refuses every status write in `ns` (a ValidatingAdmissionPolicy bound to that namespace
 /// only) until the returned guard is lifted.
 async fn refuse_status_writes(env: &Env, ns: &str) -> Result<StatusRefusal, String> {
-    let name = format!("e2e-refuse-status-{ns}");
+    let rule = json!({
+        "apiGroups": ["emrspark.io"], "apiVersions": ["*"],
+        "operations": ["UPDATE", "CREATE"], "resources": ["sparkjobruns/status"],
+    });
+    let validation = json!({"expression": "false", "message": "status writes refused (e2e)"});
+    install_policy(env, format!("e2e-refuse-status-{ns}"), rule, validation, ns).await
+}
+
+/// Stores a ValidatingAdmissionPolicy that denies requests matching `rule` unless `validation`
+/// holds, bound to the namespace `namespace` only; the guard lifts both.
+async fn install_policy(
+    env: &Env,
+    name: String,
+    rule: Value,
+    validation: Value,
+    namespace: &str,
+) -> Result<StatusRefusal, String> {
     let policy = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": name},
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": ["emrspark.io"], "apiVersions": ["*"],
-                "operations": ["UPDATE", "CREATE"], "resources": ["sparkjobruns/status"],
-            }]},
-            "validations": [{"expression": "false", "message": "status writes refused (e2e)"}],
+            "matchConstraints": {"resourceRules": [rule]},
+            "validations": [validation],
         },
     });
     let binding = json!({
@@ -376,28 +389,18 @@ async fn refuse_status_writes(env: &Env, ns: &str) -> Result<StatusRefusal, Stri
             "policyName": name,
             "validationActions": ["Deny"],
             "matchResources": {"namespaceSelector": {
-                "matchLabels": {"kubernetes.io/metadata.name": ns},
+                "matchLabels": {"kubernetes.io/metadata.name": namespace},
             }},
         },
     });
-    install_policy(env, name, &policy, &binding).await
-}
-
-/// Stores a ValidatingAdmissionPolicy and its binding; the guard lifts both.
-async fn install_policy(
-    env: &Env,
-    name: String,
-    policy: &Value,
-    binding: &Value,
-) -> Result<StatusRefusal, String> {
     let (policies, bindings) = vap_apis(env);
     let pp = PatchParams::apply("e2e").force();
     policies
-        .patch(&name, &pp, &Patch::Apply(policy))
+        .patch(&name, &pp, &Patch::Apply(&policy))
         .await
         .map_err(|e| format!("creating the policy: {e}"))?;
     bindings
-        .patch(&name, &pp, &Patch::Apply(binding))
+        .patch(&name, &pp, &Patch::Apply(&binding))
         .await
         .map_err(|e| format!("binding the policy: {e}"))?;
     Ok(StatusRefusal { name })
@@ -901,38 +904,25 @@ fn log_lines_after(log: &str, message: &str, since: jiff::Timestamp) -> usize {
 /// Refuses every update of the Lease `lease` that keeps `holder` as its holder: the holder's
 /// renewals fail with 403 while another replica may still take the lease.
 async fn refuse_renewals(env: &Env, lease: &str, holder: &str) -> Result<StatusRefusal, String> {
+    let rule = json!({
+        "apiGroups": ["coordination.k8s.io"], "apiVersions": ["*"],
+        "operations": ["UPDATE"], "resources": ["leases"],
+    });
+    let validation = json!({
+        "expression": format!(
+            "object.metadata.name != '{lease}' || !has(object.spec.holderIdentity) || object.spec.holderIdentity != '{holder}'"
+        ),
+        "message": "lease renewals refused (e2e)",
+    });
     let name = format!("e2e-refuse-renewals-{lease}");
-    let policy = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": ["coordination.k8s.io"], "apiVersions": ["*"],
-                "operations": ["UPDATE"], "resources": ["leases"],
-            }]},
-            "validations": [{
-                "expression": format!(
-                    "object.metadata.name != '{lease}' || !has(object.spec.holderIdentity) || object.spec.holderIdentity != '{holder}'"
-                ),
-                "message": "lease renewals refused (e2e)",
-            }],
-        },
-    });
-    let binding = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {
-                "matchLabels": {"kubernetes.io/metadata.name": crate::support::RELEASE_NAMESPACE},
-            }},
-        },
-    });
-    install_policy(env, name, &policy, &binding).await
+    install_policy(
+        env,
+        name,
+        rule,
+        validation,
+        crate::support::RELEASE_NAMESPACE,
+    )
+    .await
 }
 
 /// 9.4: overload. 120 objects in one namespace and one in another, all polled every 5 s, with a
