@@ -1,4 +1,4 @@
-//! The GetJobRun client: signing, sending, decoding and classifying errors by the service's code.
+//! The service client (GetJobRun, ListJobRuns, CancelJobRun): signing, sending, decoding and classifying errors by the service's code.
 //! [`JobRunService`] is the seam the reconciler is written against.
 
 use std::future::Future;
@@ -8,10 +8,12 @@ use crate::endpoint::Endpoint;
 use crate::policy::RetryClass;
 use crate::signer::{self, Credentials, RequestToSign};
 use crate::transport::{self, AcsTransport, Failure, Outgoing};
-use crate::wire::{ErrorBody, GetJobRunResponse, JobRun};
+use crate::wire::{ErrorBody, GetJobRunResponse, JobRun, ListJobRunsResponse};
 
 pub const API_VERSION: &str = "2023-08-08";
 pub const ACTION_GET_JOB_RUN: &str = "GetJobRun";
+pub const ACTION_LIST_JOB_RUNS: &str = "ListJobRuns";
+pub const ACTION_CANCEL_JOB_RUN: &str = "CancelJobRun";
 
 /// What went wrong with a call, by the table in the API doc (code first, HTTP status second).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,13 +267,74 @@ pub fn decode_success(body: &[u8], request_id: Option<&str>) -> Result<JobRun, A
     Ok(run)
 }
 
-/// One GetJobRun call's inputs.
+/// One GetJobRun call's inputs (CancelJobRun names a run the same way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetJobRunRequest {
     pub workspace_id: String,
     pub job_run_id: String,
     pub region_id: String,
     pub endpoint: Endpoint,
+}
+
+/// The largest page the service serves.
+pub const MAX_PAGE: u32 = 100;
+
+/// One ListJobRuns page request: which workspace, which runs, where to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListJobRunsRequest {
+    pub workspace_id: String,
+    pub region_id: String,
+    pub endpoint: Endpoint,
+    pub filter: ListFilter,
+    /// 1..=[`MAX_PAGE`].
+    pub max_results: u32,
+    pub next_token: Option<String>,
+}
+
+/// ListJobRuns filters; empty ones are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub states: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub job_run_id: Option<String>,
+    /// Submitted within `[start, end]`, Unix epoch milliseconds.
+    pub submitted: Option<(i64, i64)>,
+}
+
+/// The query of a ListJobRuns page, JSON-valued parameters encoded compactly as the official SDKs
+/// send them (`states=["Running","Submitted"]`, `tags=[{"key":..,"value":..}]`).
+pub fn list_job_runs_query(req: &ListJobRunsRequest) -> Vec<(String, String)> {
+    let mut query = vec![
+        ("regionId".to_owned(), req.region_id.clone()),
+        (
+            "maxResults".to_owned(),
+            req.max_results.clamp(1, MAX_PAGE).to_string(),
+        ),
+    ];
+    let f = &req.filter;
+    if let Some(token) = req.next_token.as_ref().filter(|t| !t.is_empty()) {
+        query.push(("nextToken".to_owned(), token.clone()));
+    }
+    if let Some(id) = &f.job_run_id {
+        query.push(("jobRunId".to_owned(), id.clone()));
+    }
+    if !f.states.is_empty() {
+        query.push(("states".to_owned(), serde_json::json!(f.states).to_string()));
+    }
+    if !f.tags.is_empty() {
+        let tags: Vec<_> = f
+            .tags
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+            .collect();
+        query.push(("tags".to_owned(), serde_json::Value::from(tags).to_string()));
+    }
+    if let Some((start, end)) = f.submitted {
+        // The SDK's key order (its to_map), which is also serde_json's sorted one.
+        let range = serde_json::json!({"endTime": end, "startTime": start});
+        query.push(("startTime".to_owned(), range.to_string()));
+    }
+    query
 }
 
 /// The job-run service as the reconciler sees it.
@@ -281,6 +344,20 @@ pub trait JobRunService: Send + Sync + 'static {
         req: &GetJobRunRequest,
         creds: &Credentials,
     ) -> impl Future<Output = Result<JobRun, ApiError>> + Send;
+
+    fn list_job_runs(
+        &self,
+        req: &ListJobRunsRequest,
+        creds: &Credentials,
+    ) -> impl Future<Output = Result<ListJobRunsResponse, ApiError>> + Send;
+
+    /// Asks the service to cancel the run; `Ok` means the request was accepted, not that the
+    /// run has ended.
+    fn cancel_job_run(
+        &self,
+        req: &GetJobRunRequest,
+        creds: &Credentials,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
 }
 
 /// Timeouts of the HTTP client (the official SDK's defaults: 5 s connect, 10 s read).
@@ -299,7 +376,7 @@ impl Default for Timeouts {
     }
 }
 
-/// GetJobRun over HTTPS with reqwest (rustls, bundled web PKI roots).
+/// The service's calls over HTTPS with reqwest (rustls, bundled web PKI roots).
 #[derive(Debug, Clone)]
 pub struct HttpJobRunService {
     transport: AcsTransport,
@@ -311,33 +388,22 @@ impl HttpJobRunService {
             transport: AcsTransport::new(timeouts, None)?,
         })
     }
-}
 
-/// The encoded path of a GetJobRun: each id is one percent-encoded segment.
-pub fn get_job_run_path(workspace_id: &str, job_run_id: &str) -> String {
-    format!(
-        "/api/v1/workspaces/{}/jobRuns/{}",
-        signer::percent_encode(workspace_id),
-        signer::percent_encode(job_run_id)
-    )
-}
-
-impl JobRunService for HttpJobRunService {
-    async fn get_job_run(
+    /// Signs and sends one call; a non-2xx answer becomes the service's error.
+    async fn call(
         &self,
-        req: &GetJobRunRequest,
+        endpoint: &Endpoint,
+        call: Call<'_>,
         creds: &Credentials,
-    ) -> Result<JobRun, ApiError> {
-        let path = get_job_run_path(&req.workspace_id, &req.job_run_id);
-        let query = vec![("regionId".to_string(), req.region_id.clone())];
+    ) -> Result<crate::transport::Answer, ApiError> {
         let date = signer::format_acs_date(jiff::Timestamp::now());
         let signed = signer::sign_request(
             &RequestToSign {
-                method: "GET",
-                host: &req.endpoint.host,
-                path: &path,
-                query: &query,
-                action: ACTION_GET_JOB_RUN,
+                method: call.method,
+                host: &endpoint.host,
+                path: call.path,
+                query: call.query,
+                action: call.action,
                 version: API_VERSION,
                 body: b"",
                 content_type: None,
@@ -347,15 +413,15 @@ impl JobRunService for HttpJobRunService {
             &transport::nonce(),
         );
         let outgoing = Outgoing {
-            method: "GET",
-            path: &path,
+            method: call.method,
+            path: call.path,
             query: &signed.query,
             headers: &signed.headers,
             body: b"",
         };
         let answer = self
             .transport
-            .send(&req.endpoint, outgoing, crate::body::SERVICE_LIMIT)
+            .send(endpoint, outgoing, crate::body::SERVICE_LIMIT)
             .await
             .map_err(|failure| match failure {
                 Failure::Unreachable(message) => {
@@ -370,12 +436,12 @@ impl JobRunService for HttpJobRunService {
                     request_id,
                     ..ApiError::local(
                         ApiErrorKind::InvalidResponse,
-                        format!("GetJobRun {message}"),
+                        format!("{} {message}", call.action),
                     )
                 },
             })?;
         if (200..300).contains(&answer.status) {
-            decode_success(&answer.body, answer.request_id.as_deref())
+            Ok(answer)
         } else {
             Err(error_from_response(
                 answer.status,
@@ -387,9 +453,155 @@ impl JobRunService for HttpJobRunService {
     }
 }
 
+/// What [`HttpJobRunService::call`] signs: every operation here has an empty body.
+struct Call<'a> {
+    method: &'static str,
+    action: &'static str,
+    path: &'a str,
+    query: &'a [(String, String)],
+}
+
+/// The encoded path of a GetJobRun: each id is one percent-encoded segment.
+pub fn get_job_run_path(workspace_id: &str, job_run_id: &str) -> String {
+    format!(
+        "{}/{}",
+        job_runs_path(workspace_id),
+        signer::percent_encode(job_run_id)
+    )
+}
+
+/// The encoded path of a workspace's job runs (ListJobRuns).
+pub fn job_runs_path(workspace_id: &str) -> String {
+    format!(
+        "/api/v1/workspaces/{}/jobRuns",
+        signer::percent_encode(workspace_id)
+    )
+}
+
+/// Decodes a ListJobRuns page; items are lenient, the page itself must be JSON.
+pub fn decode_list(body: &[u8], request_id: Option<&str>) -> Result<ListJobRunsResponse, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError {
+        request_id: request_id.map(str::to_owned),
+        http_status: Some(200),
+        ..ApiError::local(
+            ApiErrorKind::InvalidResponse,
+            format!("ListJobRuns answer is not valid JSON: {e}"),
+        )
+    })
+}
+
+impl JobRunService for HttpJobRunService {
+    async fn get_job_run(
+        &self,
+        req: &GetJobRunRequest,
+        creds: &Credentials,
+    ) -> Result<JobRun, ApiError> {
+        let path = get_job_run_path(&req.workspace_id, &req.job_run_id);
+        let query = [("regionId".to_owned(), req.region_id.clone())];
+        let call = Call {
+            method: "GET",
+            action: ACTION_GET_JOB_RUN,
+            path: &path,
+            query: &query,
+        };
+        let answer = self.call(&req.endpoint, call, creds).await?;
+        decode_success(&answer.body, answer.request_id.as_deref())
+    }
+
+    async fn list_job_runs(
+        &self,
+        req: &ListJobRunsRequest,
+        creds: &Credentials,
+    ) -> Result<ListJobRunsResponse, ApiError> {
+        let path = job_runs_path(&req.workspace_id);
+        let query = list_job_runs_query(req);
+        let call = Call {
+            method: "GET",
+            action: ACTION_LIST_JOB_RUNS,
+            path: &path,
+            query: &query,
+        };
+        let answer = self.call(&req.endpoint, call, creds).await?;
+        decode_list(&answer.body, answer.request_id.as_deref())
+    }
+
+    async fn cancel_job_run(
+        &self,
+        req: &GetJobRunRequest,
+        creds: &Credentials,
+    ) -> Result<(), ApiError> {
+        let path = get_job_run_path(&req.workspace_id, &req.job_run_id);
+        let query = [("regionId".to_owned(), req.region_id.clone())];
+        let call = Call {
+            method: "DELETE",
+            action: ACTION_CANCEL_JOB_RUN,
+            path: &path,
+            query: &query,
+        };
+        self.call(&req.endpoint, call, creds).await.map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operator's ListJobRuns query for the inputs of the SDK capture canonicalises to the
+    /// SDK's signed query, JSON-valued filters included.
+    #[test]
+    fn list_query_is_the_official_sdks() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/acs3-known-answers.json"))
+                .expect("fixture");
+        let case = fixture["cases"]
+            .as_array()
+            .and_then(|cases| {
+                cases
+                    .iter()
+                    .find(|c| c["name"] == "list-job-runs-json-filters")
+            })
+            .expect("list-job-runs-json-filters case");
+        let req = ListJobRunsRequest {
+            workspace_id: "w-d2d82aa09151abcd".into(),
+            region_id: "cn-hangzhou".into(),
+            endpoint: crate::endpoint::for_region("cn-hangzhou", crate::endpoint::Network::Public)
+                .expect("endpoint"),
+            filter: ListFilter {
+                states: [
+                    "Submitted",
+                    "Pending",
+                    "Running",
+                    "Cancelling",
+                    "CancelFailed",
+                ]
+                .map(String::from)
+                .to_vec(),
+                tags: vec![("team".into(), "data ü".into())],
+                job_run_id: Some("jr-93d98d2f7061abcd".into()),
+                submitted: Some((1714550400000, 1714636800000)),
+            },
+            max_results: 100,
+            next_token: Some("sim-100".into()),
+        };
+        assert_eq!(
+            signer::canonical_query(&list_job_runs_query(&req)),
+            case["canonicalQuery"].as_str().expect("canonicalQuery")
+        );
+        assert_eq!(
+            job_runs_path(&req.workspace_id),
+            case["path"].as_str().expect("path")
+        );
+        let bare = ListJobRunsRequest {
+            filter: ListFilter::default(),
+            max_results: 500,
+            next_token: Some(String::new()),
+            ..req
+        };
+        assert_eq!(
+            signer::canonical_query(&list_job_runs_query(&bare)),
+            "maxResults=100&regionId=cn-hangzhou"
+        );
+    }
 
     /// An answer far over the limit, declared or streamed, is refused as InvalidResponse and read
     /// no further than the limit (whatever its status: error pages are bounded too).

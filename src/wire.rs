@@ -137,6 +137,40 @@ pub struct Configuration {
     pub config_item_value: Option<String>,
 }
 
+/// Body of a successful `ListJobRuns` answer: one page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListJobRunsResponse {
+    #[serde(deserialize_with = "lenient")]
+    pub request_id: Option<String>,
+    /// Items that do not decode are dropped one by one, never the whole page.
+    #[serde(deserialize_with = "lenient_items")]
+    pub job_runs: Vec<ListedRun>,
+    #[serde(deserialize_with = "lenient")]
+    pub next_token: Option<String>,
+    #[serde(deserialize_with = "lenient_i64")]
+    pub total_count: Option<i64>,
+    #[serde(deserialize_with = "lenient_i64")]
+    pub max_results: Option<i64>,
+}
+
+/// One item of a ListJobRuns page: GetJobRun's `jobRun` without `jobDriver` and
+/// `configurationOverrides`, plus who submitted it and what it has used so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListedRun {
+    #[serde(flatten)]
+    pub run: JobRun,
+    #[serde(deserialize_with = "lenient_string")]
+    pub creator: Option<String>,
+    #[serde(deserialize_with = "lenient_f64")]
+    pub cu_hours: Option<f64>,
+    #[serde(deserialize_with = "lenient_i64")]
+    pub mb_seconds: Option<i64>,
+    #[serde(deserialize_with = "lenient_i64")]
+    pub vcore_seconds: Option<i64>,
+}
+
 /// An error answer. The service spells the keys both PascalCase and lowerCamel.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -243,6 +277,34 @@ where
     })
 }
 
+/// Numbers that may arrive as numeric strings; non-finite values are dropped.
+fn lenient_f64<'de, D>(d: D) -> Result<Option<f64>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let value = match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    Ok(value.filter(|f| f.is_finite()))
+}
+
+/// A list whose items decode one by one; a non-list is empty.
+fn lenient_items<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| serde_json::from_value(item).ok())
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
 /// Strings that may arrive as numbers.
 fn lenient_string<'de, D>(d: D) -> Result<Option<String>, D::Error>
 where
@@ -315,6 +377,42 @@ mod tests {
         assert_eq!(run.web_ui.as_deref(), Some("http://ui"));
         let clean = decode_get_job_run(SEED_EXAMPLE.as_bytes()).expect("seed");
         assert!(clean.job_run.expect("run").undecodable.is_empty());
+    }
+
+    #[test]
+    fn list_pages_decode_item_by_item() {
+        let body = r#"{"requestId": "r", "totalCount": "3", "maxResults": 100, "nextToken": "t2",
+            "jobRuns": [
+              {"jobRunId": "jr-1", "state": "Running", "creator": 150978934701, "cuHours": "1.5",
+               "mbSeconds": 4096, "vcoreSeconds": 12, "log": {"driverStdOut": "https://x"}},
+              "not an object",
+              {"jobRunId": "jr-2", "state": "Success", "cuHours": "lots", "vcoreSeconds": null}
+            ]}"#;
+        let page: ListJobRunsResponse = serde_json::from_str(body).expect("decodes");
+        assert_eq!(page.total_count, Some(3));
+        assert_eq!(page.next_token.as_deref(), Some("t2"));
+        assert_eq!(page.job_runs.len(), 2);
+        let first = &page.job_runs[0];
+        assert_eq!(first.run.job_run_id.as_deref(), Some("jr-1"));
+        assert_eq!(first.run.state.as_deref(), Some("Running"));
+        assert_eq!(first.creator.as_deref(), Some("150978934701"));
+        assert_eq!(first.cu_hours, Some(1.5));
+        assert_eq!(
+            (first.mb_seconds, first.vcore_seconds),
+            (Some(4096), Some(12))
+        );
+        assert_eq!(
+            first
+                .run
+                .log
+                .as_ref()
+                .and_then(|l| l.driver_std_out.as_deref()),
+            Some("https://x")
+        );
+        assert_eq!(page.job_runs[1].cu_hours, None);
+        let odd: ListJobRunsResponse =
+            serde_json::from_str(r#"{"jobRuns": {"a": 1}}"#).expect("decodes");
+        assert!(odd.job_runs.is_empty());
     }
 
     #[test]

@@ -13,7 +13,9 @@ use http::{Request, Response};
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use sparkjobrun_operator::client::{ApiError, ApiErrorKind, GetJobRunRequest, JobRunService};
+use sparkjobrun_operator::client::{
+    ApiError, ApiErrorKind, GetJobRunRequest, JobRunService, ListJobRunsRequest,
+};
 use sparkjobrun_operator::config::Settings;
 use sparkjobrun_operator::crd::{
     CredentialsSource, SecretReference, SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus,
@@ -23,7 +25,7 @@ use sparkjobrun_operator::error::Error;
 use sparkjobrun_operator::reconcile::fence::Fence;
 use sparkjobrun_operator::reconcile::{self, Context};
 use sparkjobrun_operator::signer::Credentials;
-use sparkjobrun_operator::wire::{JobRun, RunLog};
+use sparkjobrun_operator::wire::{JobRun, ListJobRunsResponse, RunLog};
 
 const STATUS_PATH: &str = "/apis/emrspark.io/v1alpha1/namespaces/data/sparkjobruns/run/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/data/events";
@@ -111,6 +113,8 @@ fn status_body(code: u16, reason: &str, message: &str) -> Value {
 #[derive(Default, Clone)]
 struct Service {
     answers: Arc<Mutex<VecDeque<Result<JobRun, ApiError>>>>,
+    /// Answers to CancelJobRun, in order.
+    cancels: Arc<Mutex<VecDeque<Result<(), ApiError>>>>,
     calls: Arc<Mutex<Vec<(String, String)>>>,
 }
 
@@ -118,6 +122,7 @@ impl Service {
     fn answering(answers: Vec<Result<JobRun, ApiError>>) -> Self {
         Self {
             answers: Arc::new(Mutex::new(answers.into())),
+            cancels: Arc::default(),
             calls: Arc::default(),
         }
     }
@@ -138,6 +143,31 @@ impl JobRunService for Service {
             .expect("calls")
             .push((req.job_run_id.clone(), creds.access_key_id.clone()));
         let next = self.answers.lock().expect("answers").pop_front();
+        next.unwrap_or_else(|| Err(api_error(ApiErrorKind::InvalidResponse, None, "unscripted")))
+    }
+
+    async fn list_job_runs(
+        &self,
+        req: &ListJobRunsRequest,
+        _creds: &Credentials,
+    ) -> Result<ListJobRunsResponse, ApiError> {
+        self.calls
+            .lock()
+            .expect("calls")
+            .push((format!("list {}", req.workspace_id), String::new()));
+        Err(api_error(ApiErrorKind::InvalidResponse, None, "unscripted"))
+    }
+
+    async fn cancel_job_run(
+        &self,
+        req: &GetJobRunRequest,
+        creds: &Credentials,
+    ) -> Result<(), ApiError> {
+        self.calls.lock().expect("calls").push((
+            format!("cancel {}", req.job_run_id),
+            creds.access_key_id.clone(),
+        ));
+        let next = self.cancels.lock().expect("cancels").pop_front();
         next.unwrap_or_else(|| Err(api_error(ApiErrorKind::InvalidResponse, None, "unscripted")))
     }
 }

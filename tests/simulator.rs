@@ -600,10 +600,11 @@ async fn every_rejection_over_the_wire() {
             "InvalidApi.NotFound",
         ),
         (
-            "another API, correctly signed",
+            "an API the simulator does not serve, correctly signed",
             sim.sign(Spec {
+                method: "POST",
                 path: format!("/api/v1/workspaces/{WS}/jobRuns"),
-                action: "ListJobRuns",
+                action: "StartJobRun",
                 ..Spec::default()
             }),
             404,

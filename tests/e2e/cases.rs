@@ -786,11 +786,7 @@ pub async fn api_trouble_keeps_outcome(env: &'static Env) -> Result<(), String> 
     for (kind, reason) in faults {
         let id = env
             .sim
-            .inject(Fault {
-                kind,
-                job_run_id: Some(jr.clone()),
-                times: None,
-            })
+            .inject(Fault::new(kind).for_run(jr.clone()))
             .map_err(|e| e.to_string())?;
         let s = wait_synced(env, &ns, "flaky", "False", reason).await?;
         ensure(
@@ -917,11 +913,11 @@ pub async fn recreated_object_never_shows_the_old_run(env: &'static Env) -> Resu
         .map_err(|e| e.to_string())?;
     // Slower than the delete and create below, faster than the operator's read timeout.
     env.sim
-        .inject(Fault {
-            kind: FaultKind::Slow { delay_ms: 2_500 },
-            job_run_id: Some(old.clone()),
-            times: Some(1),
-        })
+        .inject(
+            Fault::new(FaultKind::Slow { delay_ms: 2_500 })
+                .for_run(old.clone())
+                .times(1),
+        )
         .map_err(|e| e.to_string())?;
     // Every version of the object the API server stores, from a watch: a wrong status that
     // is corrected a moment later must still count.

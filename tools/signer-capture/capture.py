@@ -264,6 +264,17 @@ def list_job_runs(c):
     return c.list_job_runs(WS, request)
 
 
+def list_job_runs_batched(c):
+    """What the operator sends to observe a group of runs (and what import sends); the token is one the simulator issues."""
+    request = spark_models.ListJobRunsRequest(
+        region_id="cn-hangzhou", max_results=100, next_token="sim-100",
+        job_run_id=JR, states=["Submitted", "Pending", "Running", "Cancelling", "CancelFailed"],
+        tags=[spark_models.ListJobRunsRequestTags(key="team", value="data ü")],
+        start_time=spark_models.ListJobRunsRequestStartTime(start_time=1714550400000,
+                                                            end_time=1714636800000))
+    return c.list_job_runs(WS, request)
+
+
 def cancel_job_run(c):
     return c.cancel_job_run(WS, JR, spark_models.CancelJobRunRequest(region_id="cn-hangzhou"))
 
@@ -316,6 +327,13 @@ CASES = [
          "the payload hash is that of the empty body.",
          KEYS_A, "cn-hangzhou", cancel_job_run, "2024-05-01T08:06:07Z",
          JOB_RUN, {"workspaceId": WS, "jobRunId": JR}),
+    case("list-job-runs-json-filters",
+         "ListJobRuns with every filter the operator sends: states, tags and startTime are "
+         "JSON values (compact separators, non-ASCII kept as UTF-8, object keys in the "
+         "model's to_map order: key, value and endTime, startTime), jobRunId, maxResults=100 "
+         "and a nextToken.",
+         KEYS_A, "cn-hangzhou", list_job_runs_batched, "2024-05-01T08:05:36Z",
+         JOB_RUNS, {"workspaceId": WS}),
 ]
 
 # From the signature V3 page of the official documentation (shared/docs, section Signing).

@@ -26,6 +26,10 @@ pub struct CallCounts {
     pub rejected: u64,
     /// Calls per job run id named in the path, whatever their outcome.
     pub by_job_run: BTreeMap<String, u64>,
+    /// Calls per API (`GetJobRun`, `ListJobRuns`, `CancelJobRun`, ...) the path and method name,
+    /// whatever their outcome; requests that name no API are not in it.
+    #[serde(default)]
+    pub by_action: BTreeMap<String, u64>,
     /// Calls per outcome: `Accepted`, an error code, `HtmlErrorPage` or `MalformedJson`.
     pub by_outcome: BTreeMap<String, u64>,
     /// Calls per job run id that were not answered with the run.
@@ -38,8 +42,11 @@ pub struct CallCounts {
 
 impl CallCounts {
     /// Records one call. `outcome` is [`ACCEPTED`] or what the call was answered instead.
-    pub fn record(&mut self, job_run_id: Option<&str>, outcome: &str) {
+    pub fn record(&mut self, action: Option<&str>, job_run_id: Option<&str>, outcome: &str) {
         self.total += 1;
+        if let Some(action) = action {
+            *self.by_action.entry(action.to_owned()).or_default() += 1;
+        }
         if outcome == ACCEPTED {
             self.accepted += 1;
         } else {
@@ -66,6 +73,10 @@ impl CallCounts {
             .unwrap_or(0)
     }
 
+    pub fn for_action(&self, action: &str) -> u64 {
+        self.by_action.get(action).copied().unwrap_or(0)
+    }
+
     pub fn for_outcome(&self, outcome: &str) -> u64 {
         self.by_outcome.get(outcome).copied().unwrap_or(0)
     }
@@ -78,16 +89,20 @@ mod tests {
     #[test]
     fn records_by_run_and_outcome() {
         let mut counts = CallCounts::default();
-        counts.record(Some("jr-1"), ACCEPTED);
-        counts.record(Some("jr-1"), "Throttling.User");
-        counts.record(Some("jr-2"), ACCEPTED);
-        counts.record(None, "InvalidApi.NotFound");
-        assert_eq!((counts.total, counts.accepted, counts.rejected), (4, 2, 2));
+        counts.record(Some("GetJobRun"), Some("jr-1"), ACCEPTED);
+        counts.record(Some("GetJobRun"), Some("jr-1"), "Throttling.User");
+        counts.record(Some("CancelJobRun"), Some("jr-2"), ACCEPTED);
+        counts.record(Some("ListJobRuns"), None, ACCEPTED);
+        counts.record(None, None, "InvalidApi.NotFound");
+        assert_eq!((counts.total, counts.accepted, counts.rejected), (5, 3, 2));
+        assert_eq!(counts.for_action("GetJobRun"), 2);
+        assert_eq!(counts.for_action("ListJobRuns"), 1);
+        assert_eq!(counts.for_action("StartJobRun"), 0);
         assert_eq!(counts.for_job_run("jr-1"), 2);
         assert_eq!(counts.for_job_run("jr-3"), 0);
         assert_eq!(counts.rejected_for_job_run("jr-1"), 1);
         assert_eq!(counts.rejected_for_job_run("jr-2"), 0);
-        assert_eq!(counts.for_outcome(ACCEPTED), 2);
+        assert_eq!(counts.for_outcome(ACCEPTED), 3);
         assert_eq!(counts.for_outcome("Throttling.User"), 1);
         let json = serde_json::to_value(&counts).expect("encodes");
         assert_eq!(json["byJobRun"]["jr-1"], 2);

@@ -198,6 +198,28 @@ impl ServiceError {
         )
     }
 
+    /// A query parameter with a value the service cannot use: `InvalidParameter.{name}` (the
+    /// simulator's choice of code, after the documented `InvalidParameter`).
+    pub fn invalid_parameter(name: &str, detail: &str) -> Self {
+        Self::new(
+            format!("InvalidParameter.{name}"),
+            400,
+            format!("The parameter {name} is invalid: {detail}"),
+        )
+    }
+
+    /// CancelJobRun of a run that has already ended. The real code is undocumented;
+    /// `JobRun.AlreadyFinished` is the simulator's choice.
+    pub fn already_finished(job_run_id: &str, state: &str) -> Self {
+        Self::new(
+            "JobRun.AlreadyFinished",
+            400,
+            format!(
+                "The job run {job_run_id} has already finished ({state}) and cannot be cancelled."
+            ),
+        )
+    }
+
     /// Unknown job run (or one living in another region or workspace). The real not-found code of
     /// GetJobRun is undocumented; `JobRunNotFound` is the simulator's choice.
     pub fn job_run_not_found(job_run_id: &str) -> Self {
@@ -233,7 +255,7 @@ impl ServiceError {
 
     /// Missing RAM permission. `AccessDeniedDetail` keys follow the documented shape; the values
     /// are made up except `AuthAction`, which names the action the operator needs.
-    pub fn forbidden_ram(access_key_id: &str) -> Self {
+    pub fn forbidden_ram(access_key_id: &str, action: &str) -> Self {
         Self {
             access_denied_detail: Some(json!({
                 "PolicyType": "AccountLevelIdentityBasedPolicy",
@@ -242,7 +264,7 @@ impl ServiceError {
                 "AuthPrincipalType": "SubUser",
                 "AuthPrincipalDisplayName": access_key_id,
                 "NoPermissionType": "ImplicitDeny",
-                "AuthAction": format!("{PRODUCT}:GetJobRun"),
+                "AuthAction": format!("{PRODUCT}:{action}"),
             })),
             ..Self::new(
                 "Forbidden.RAM",
@@ -321,7 +343,7 @@ mod tests {
 
     #[test]
     fn forbidden_ram_names_the_action() {
-        let body = ServiceError::forbidden_ram("AKID").body("r", "h");
+        let body = ServiceError::forbidden_ram("AKID", "GetJobRun").body("r", "h");
         assert_eq!(body["Code"], "Forbidden.RAM");
         assert_eq!(
             body["AccessDeniedDetail"]["AuthAction"],

@@ -58,8 +58,9 @@ fn default_throttling_code() -> String {
     "Throttling.User".to_owned()
 }
 
-/// A fault and where it applies: one run (`jobRunId`) or every GetJobRun call, for the next
-/// `times` matching calls or until cleared.
+/// A fault and where it applies: one run (`jobRunId`) or every call, one API (`action`:
+/// `GetJobRun`, `ListJobRuns`, `CancelJobRun`) or all, for the next `times` matching calls or
+/// until cleared. A run-scoped fault never applies to ListJobRuns, whose path names no run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fault {
@@ -68,8 +69,13 @@ pub struct Fault {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
 }
+
+/// The APIs a fault can be limited to.
+pub const FAULT_ACTIONS: [&str; 3] = ["GetJobRun", "ListJobRuns", "CancelJobRun"];
 
 /// What is wrong with a fault specification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +90,8 @@ pub enum FaultError {
     DelayTooLong(u64),
     #[error("jobRunId must not be empty (leave it out for a fault on every run)")]
     EmptyJobRunId,
+    #[error("action {0:?} is none of GetJobRun, ListJobRuns, CancelJobRun")]
+    UnknownAction(String),
     #[error("a partial answer needs at least one field in omit or set")]
     EmptyPartial,
     #[error("a partial answer cannot omit or set {0:?}, which identifies the run")]
@@ -99,8 +107,15 @@ impl Fault {
         Self {
             kind,
             job_run_id: None,
+            action: None,
             times: None,
         }
+    }
+
+    /// Only for calls of `action`.
+    pub fn for_action(mut self, action: impl Into<String>) -> Self {
+        self.action = Some(action.into());
+        self
     }
 
     pub fn for_run(mut self, job_run_id: impl Into<String>) -> Self {
@@ -119,6 +134,13 @@ impl Fault {
         }
         if self.job_run_id.as_deref() == Some("") {
             return Err(FaultError::EmptyJobRunId);
+        }
+        if let Some(action) = self
+            .action
+            .as_ref()
+            .filter(|a| !FAULT_ACTIONS.contains(&a.as_str()))
+        {
+            return Err(FaultError::UnknownAction(action.clone()));
         }
         match &self.kind {
             FaultKind::Throttling { status, code, .. } => {
@@ -150,8 +172,11 @@ impl Fault {
         Ok(())
     }
 
-    fn applies_to(&self, job_run_id: &str) -> bool {
-        self.job_run_id.as_deref().is_none_or(|id| id == job_run_id)
+    fn applies_to(&self, call: Target<'_>) -> bool {
+        self.job_run_id
+            .as_deref()
+            .is_none_or(|id| Some(id) == call.job_run_id)
+            && self.action.as_deref().is_none_or(|a| a == call.action)
     }
 }
 
@@ -187,8 +212,13 @@ impl FaultAnswer {
 }
 
 impl FaultKind {
-    /// The answer this fault gives, `None` for a delay only.
-    pub fn answer(&self, access_key_id: &str, job_run_id: &str) -> Option<FaultAnswer> {
+    /// The answer this fault gives to a call of `action`, `None` for a delay only.
+    pub fn answer(
+        &self,
+        access_key_id: &str,
+        job_run_id: &str,
+        action: &str,
+    ) -> Option<FaultAnswer> {
         Some(match self {
             Self::InternalError => FaultAnswer::Error(ServiceError::internal_error()),
             Self::ServiceUnavailable => FaultAnswer::Error(ServiceError::service_unavailable()),
@@ -201,7 +231,9 @@ impl FaultKind {
             Self::HtmlErrorPage => FaultAnswer::HtmlErrorPage,
             Self::MalformedJson => FaultAnswer::MalformedJson,
             Self::NotFound => FaultAnswer::Error(ServiceError::job_run_not_found(job_run_id)),
-            Self::ForbiddenRam => FaultAnswer::Error(ServiceError::forbidden_ram(access_key_id)),
+            Self::ForbiddenRam => {
+                FaultAnswer::Error(ServiceError::forbidden_ram(access_key_id, action))
+            }
             Self::Partial { omit, set } => FaultAnswer::Partial {
                 omit: omit.clone(),
                 set: set.clone(),
@@ -227,6 +259,23 @@ pub struct Triggered {
     pub delay_ms: u64,
     /// The fault that replaces the answer, if any.
     pub answer: Option<FaultKind>,
+}
+
+/// The call a fault may apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub action: &'a str,
+    /// `None` for ListJobRuns.
+    pub job_run_id: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    pub fn get(job_run_id: &'a str) -> Self {
+        Self {
+            action: "GetJobRun",
+            job_run_id: Some(job_run_id),
+        }
+    }
 }
 
 /// The injected faults, in injection order.
@@ -267,16 +316,16 @@ impl FaultTable {
         self.entries.clone()
     }
 
-    /// The faults that apply to a call for `job_run_id`, spending one of their `times`. Every
+    /// The faults that apply to `call`, spending one of their `times`. Every
     /// applicable `slow` fault adds its delay; of the answering faults the first one injected for
     /// this very run wins, else the first global one, so a run-specific fault can override a
     /// global one.
-    pub fn take(&mut self, job_run_id: &str) -> Triggered {
+    pub fn take(&mut self, call: Target<'_>) -> Triggered {
         let mut fired: Vec<u64> = Vec::new();
         let mut delay_ms: u64 = 0;
         for e in &self.entries {
             if let FaultKind::Slow { delay_ms: d } = e.fault.kind
-                && e.fault.applies_to(job_run_id)
+                && e.fault.applies_to(call)
             {
                 delay_ms = delay_ms.saturating_add(d);
                 fired.push(e.id);
@@ -286,7 +335,7 @@ impl FaultTable {
             self.entries.iter().find(|e| {
                 !matches!(e.fault.kind, FaultKind::Slow { .. })
                     && e.fault.job_run_id.is_some() == run_scoped
-                    && e.fault.applies_to(job_run_id)
+                    && e.fault.applies_to(call)
             })
         };
         let answer = answering(true).or_else(|| answering(false)).map(|e| {
@@ -429,7 +478,7 @@ mod tests {
 
     #[test]
     fn answers_table() {
-        let err = |k: FaultKind| match k.answer("AKID", "jr-1") {
+        let err = |k: FaultKind| match k.answer("AKID", "jr-1", "GetJobRun") {
             Some(FaultAnswer::Error(e)) => (e.code, e.status, e.retry_after_ms),
             other => panic!("{other:?}"),
         };
@@ -453,13 +502,16 @@ mod tests {
             err(FaultKind::ForbiddenRam),
             ("Forbidden.RAM".into(), 403, None)
         );
-        assert_eq!(FaultKind::Slow { delay_ms: 1 }.answer("a", "b"), None);
         assert_eq!(
-            FaultKind::HtmlErrorPage.answer("a", "b"),
+            FaultKind::Slow { delay_ms: 1 }.answer("a", "b", "GetJobRun"),
+            None
+        );
+        assert_eq!(
+            FaultKind::HtmlErrorPage.answer("a", "b", "GetJobRun"),
             Some(FaultAnswer::HtmlErrorPage)
         );
         assert_eq!(
-            FaultKind::MalformedJson.answer("a", "b"),
+            FaultKind::MalformedJson.answer("a", "b", "GetJobRun"),
             Some(FaultAnswer::MalformedJson)
         );
     }
@@ -495,7 +547,7 @@ mod tests {
         table.inject(Fault::new(FaultKind::NotFound).for_run("jr-1").times(1));
         table.inject(Fault::new(FaultKind::Slow { delay_ms: 100 }).for_run("jr-1"));
 
-        let first = table.take("jr-1");
+        let first = table.take(Target::get("jr-1"));
         assert_eq!(
             first,
             Triggered {
@@ -503,10 +555,10 @@ mod tests {
                 answer: Some(FaultKind::NotFound)
             }
         );
-        let second = table.take("jr-1");
+        let second = table.take(Target::get("jr-1"));
         assert_eq!(second.answer, Some(FaultKind::ServiceUnavailable));
         assert_eq!(second.delay_ms, 100, "the slow fault lasts until cleared");
-        let other = table.take("jr-2");
+        let other = table.take(Target::get("jr-2"));
         assert_eq!(
             other,
             Triggered {
@@ -515,26 +567,55 @@ mod tests {
             }
         );
         assert_eq!(
-            table.take("jr-2").answer,
+            table.take(Target::get("jr-2")).answer,
             Some(FaultKind::ServiceUnavailable),
             "third and last time"
         );
         assert_eq!(
-            table.take("jr-2"),
+            table.take(Target::get("jr-2")),
             Triggered::default(),
             "three times used up"
         );
         assert!(!table.remove(global), "already gone");
         assert_eq!(table.list().len(), 1);
         table.clear();
-        assert_eq!(table.take("jr-1"), Triggered::default());
+        assert_eq!(table.take(Target::get("jr-1")), Triggered::default());
+    }
+
+    #[test]
+    fn action_scoped_faults_and_lists() {
+        let mut table = FaultTable::new();
+        table.inject(Fault::new(FaultKind::ForbiddenRam).for_action("CancelJobRun"));
+        table.inject(Fault::new(FaultKind::NotFound).for_run("jr-1"));
+        let cancel = Target {
+            action: "CancelJobRun",
+            job_run_id: Some("jr-2"),
+        };
+        assert_eq!(table.take(cancel).answer, Some(FaultKind::ForbiddenRam));
+        assert_eq!(table.take(Target::get("jr-2")).answer, None);
+        let list = Target {
+            action: "ListJobRuns",
+            job_run_id: None,
+        };
+        assert_eq!(table.take(list).answer, None, "run faults skip lists");
+        table.inject(Fault::new(FaultKind::InternalError).for_action("ListJobRuns"));
+        assert_eq!(table.take(list).answer, Some(FaultKind::InternalError));
+        let bad = Fault::new(FaultKind::InternalError).for_action("StartJobRun");
+        assert_eq!(
+            bad.validate(),
+            Err(FaultError::UnknownAction("StartJobRun".into()))
+        );
+        let parsed: Fault =
+            serde_json::from_str(r#"{"kind":"forbiddenRam","action":"CancelJobRun"}"#)
+                .expect("decodes");
+        assert_eq!(parsed.action.as_deref(), Some("CancelJobRun"));
     }
 
     #[test]
     fn active_fault_json_shows_remaining() {
         let mut table = FaultTable::new();
         let id = table.inject(Fault::new(throttling(429, Some(10))).times(2));
-        table.take("x");
+        table.take(Target::get("x"));
         let json = serde_json::to_value(table.list()).expect("encodes");
         assert_eq!(json[0]["id"], id);
         assert_eq!(json[0]["kind"], "throttling");

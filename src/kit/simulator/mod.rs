@@ -1,4 +1,4 @@
-//! Simulator of the EMR Serverless Spark service (GetJobRun, plus the STS calls RRSA and
+//! Simulator of the EMR Serverless Spark service (GetJobRun, ListJobRuns, CancelJobRun, plus the STS calls RRSA and
 //! cross-account roles need, see [`sts`]), for the operator's tests, the
 //! local demo, benchmarks and users' own CI. No machine of this project can reach the real
 //! service, so the simulator is as strict as the real one where it matters: ACS3-HMAC-SHA256
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod counts;
 pub mod error;
 pub mod faults;
+pub mod list;
 pub mod script;
 pub mod server;
 pub mod sts;

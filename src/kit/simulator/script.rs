@@ -77,6 +77,10 @@ pub struct RunScript {
     )]
     pub priority: Option<String>,
 
+    /// How long CancelJobRun leaves the run `Cancelling` before it is `Cancelled`. Absent: 2 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_seconds: Option<f64>,
+
     /// `jobRun` keys to leave out of the answer, to exercise a client's tolerance of missing
     /// fields.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -110,6 +114,9 @@ pub struct Reason {
     pub code: String,
     pub message: String,
 }
+
+/// How long a cancel takes when the script does not say.
+pub const DEFAULT_CANCEL_SECONDS: f64 = 2.0;
 
 /// What is wrong with a run script.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -215,6 +222,54 @@ impl RunScript {
             previous = start;
         }
         Ok(())
+    }
+
+    /// The script after a CancelJobRun `elapsed_ms` after the start: what was shown so far, then
+    /// `Cancelling`, then `Cancelled`. `Err` with the current state when the run has ended; a run
+    /// already cancelling is left as it is.
+    pub fn cancelled(&self, elapsed_ms: i64) -> Result<Option<RunScript>, String> {
+        let phases = self.effective_phases();
+        let current = current_phase(&phases, elapsed_ms).map(|(p, _)| p.state.clone());
+        let state = current.unwrap_or_else(|| "Submitted".to_owned());
+        if is_terminal(&state) {
+            return Err(state);
+        }
+        if state == "Cancelling" {
+            return Ok(None);
+        }
+        let starts = phase_starts(&phases);
+        let secs = |ms: i64| ms as f64 / 1000.0;
+        let mut shown: Vec<Phase> = phases
+            .into_iter()
+            .zip(starts)
+            .filter_map(|(phase, start)| {
+                let start = start.filter(|s| *s <= elapsed_ms)?;
+                Some(Phase {
+                    after_seconds: Some(secs(start)),
+                    for_seconds: None,
+                    ..phase
+                })
+            })
+            .collect();
+        let cancel = self
+            .cancel_seconds
+            .filter(|s| s.is_finite())
+            .unwrap_or(DEFAULT_CANCEL_SECONDS)
+            .clamp(0.0, 3600.0);
+        shown.push(Phase::new("Cancelling").after_secs(secs(elapsed_ms)));
+        shown.push(
+            Phase::new("Cancelled")
+                .after_secs(secs(elapsed_ms) + cancel)
+                .reason(
+                    "JobRunCancelled",
+                    "The job run was cancelled by CancelJobRun.",
+                ),
+        );
+        Ok(Some(RunScript {
+            phases: shown,
+            hold_state: None,
+            ..self.clone()
+        }))
     }
 
     /// The phases the run actually goes through (`holdState` and the default included).
@@ -510,6 +565,41 @@ mod tests {
         assert_eq!(reason.code.as_deref(), Some("ERR-100000"));
         assert_eq!(reason.message.as_deref(), Some("connection refused"));
         assert_eq!(at(&failing, 3.0).state_change_reason, None);
+    }
+
+    #[test]
+    fn cancel_goes_through_cancelling_and_keeps_the_past() {
+        let mut script = RunScript::new("w", "jr").with_phases(vec![
+            Phase::new("Submitted").for_secs(1.0),
+            Phase::new("Running").for_secs(100.0),
+            Phase::new("Success"),
+        ]);
+        script.cancel_seconds = Some(3.0);
+        let cancelled = script.cancelled(10_000).expect("active").expect("changed");
+        assert_eq!(cancelled.validate(), Ok(()));
+        for (s, state) in [
+            (0.5, "Submitted"),
+            (5.0, "Running"),
+            (10.0, "Cancelling"),
+            (12.9, "Cancelling"),
+            (13.0, "Cancelled"),
+            (500.0, "Cancelled"),
+        ] {
+            assert_eq!(at(&cancelled, s).state.as_deref(), Some(state), "at {s}");
+        }
+        let end = at(&cancelled, 20.0);
+        assert_eq!(end.end_time, Some(t(START).as_millisecond() + 13_000));
+        assert_eq!(
+            end.state_change_reason.and_then(|r| r.code).as_deref(),
+            Some("JobRunCancelled")
+        );
+        assert_eq!(cancelled.cancelled(11_000), Ok(None), "already cancelling");
+        assert_eq!(cancelled.cancelled(14_000), Err("Cancelled".to_owned()));
+        assert_eq!(script.cancelled(200_000), Err("Success".to_owned()));
+        let held = RunScript::new("w", "jr").holding("Running");
+        let stopped = held.cancelled(0).expect("active").expect("changed");
+        assert_eq!(at(&stopped, 0.0).state.as_deref(), Some("Cancelling"));
+        assert_eq!(at(&stopped, 2.0).state.as_deref(), Some("Cancelled"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The simulator as an HTTP server (axum on tokio): the GetJobRun route, signed and checked like
-//! the real service, plus an unsigned admin API under `/_sim/` for tests and demos. The clock is
+//! The simulator as an HTTP server (axum on tokio): GetJobRun, ListJobRuns and CancelJobRun,
+//! signed and checked like the real service, plus an unsigned admin API under `/_sim/` for tests and demos. The clock is
 //! the real one; everything it feeds (verification, scripts, faults) is pure and tested apart.
 
 use std::collections::HashMap;
@@ -24,7 +24,8 @@ use super::SimulatorError;
 use super::cli::SimulatorConfig;
 use super::counts::{self, CallCounts};
 use super::error::{ServiceError, new_request_id};
-use super::faults::{ActiveFault, Fault, FaultAnswer, FaultError, FaultTable};
+use super::faults::{ActiveFault, Fault, FaultAnswer, FaultError, FaultTable, Target};
+use super::list::{self, ListQuery};
 use super::script::{RunScript, ScriptError, answer_body};
 use super::sts::{self, Issued, OidcRole, RoleTrust, StsCounts, StsState};
 use super::verify::{Account, Accounts, Api, NonceCache, ReceivedRequest, verify, verify_rpc};
@@ -381,8 +382,11 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         body: Vec::new(),
     };
     let host = received.header("host").unwrap_or_default().to_owned();
-    let job_run_id = Api::resolve(&received.method, &received.path)
+    let api = Api::resolve(&received.method, &received.path);
+    let job_run_id = api
+        .as_ref()
         .and_then(|api| api.job_run_id().map(str::to_owned));
+    let action = api.as_ref().map(|api| api.action().to_owned());
     // Only the key id of the credential is logged, never the signature or any secret.
     let credential = received
         .header("authorization")
@@ -411,7 +415,9 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 reply
             } else {
                 let reply = answer(&mut state, &received, &request_id, &host);
-                state.counts.record(job_run_id.as_deref(), &reply.outcome);
+                state
+                    .counts
+                    .record(action.as_deref(), job_run_id.as_deref(), &reply.outcome);
                 reply
             }
         }
@@ -425,7 +431,7 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             shared
                 .lock()
                 .counts
-                .record(job_run_id.as_deref(), &reply.outcome);
+                .record(action.as_deref(), job_run_id.as_deref(), &reply.outcome);
             reply
         }
     };
@@ -456,87 +462,142 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// The parameters of a call, checked before faults and effects, as the service does.
+enum Params {
+    Region(String),
+    List(ListQuery),
+}
+
+impl Params {
+    fn of(api: &Api, raw_query: &str) -> Result<Self, ServiceError> {
+        match api {
+            Api::ListJobRuns { .. } => ListQuery::parse(raw_query).map(Self::List),
+            _ => query_param(raw_query, "regionId")
+                .filter(|r| !r.is_empty())
+                .map(Self::Region)
+                .ok_or_else(|| ServiceError::missing_parameter("regionId")),
+        }
+    }
+
+    fn region(&self) -> &str {
+        match self {
+            Self::Region(region) => region,
+            Self::List(q) => &q.region_id,
+        }
+    }
+}
+
 /// Decides the answer to one call: signature (which also resolves the API), parameters, faults,
-/// then the run itself.
+/// then the call's effect and answer.
 fn answer(state: &mut SimState, req: &ReceivedRequest, request_id: &str, host: &str) -> Reply {
     let fail = |err: ServiceError| Reply::error(&err, request_id, host);
     let caller = match verify(req, &state.accounts, Timestamp::now(), &mut state.nonces) {
         Ok(caller) => caller,
         Err(err) => return fail(err),
     };
-    let Api::GetJobRun {
-        workspace_id,
-        job_run_id,
-    } = caller.api
-    else {
+    if let Api::StartJobRun { .. } = caller.api {
         // Correctly signed for another API of the product, which the simulator does not serve.
         let mut err = ServiceError::api_not_found();
         err.message
-            .push_str(" (the simulator serves GetJobRun only)");
+            .push_str(" (the simulator serves GetJobRun, ListJobRuns and CancelJobRun)");
         return fail(err);
+    }
+    let params = match Params::of(&caller.api, &req.query) {
+        Ok(p) => p,
+        Err(err) => return fail(err),
     };
-    let Some(region_id) = query_param(&req.query, "regionId").filter(|r| !r.is_empty()) else {
-        return fail(ServiceError::missing_parameter("regionId"));
-    };
-
-    let triggered = state.faults.take(&job_run_id);
+    let action = caller.api.action();
+    let job_run_id = caller.api.job_run_id().unwrap_or_default().to_owned();
+    let triggered = state.faults.take(Target {
+        action,
+        job_run_id: caller.api.job_run_id(),
+    });
     let fault = triggered
         .answer
-        .and_then(|kind| kind.answer(&caller.access_key_id, &job_run_id));
-    let now = Timestamp::now();
-    let run_body = state
-        .runs
-        .get(&job_run_id)
-        .filter(|stored| stored.run.is_visible_from(&workspace_id, &region_id))
-        .map(|stored| answer_body(&stored.run, stored.started_at, now, request_id));
-    let mut reply = match (fault, run_body) {
-        (Some(FaultAnswer::Error(err)), _) => fail(err),
-        (Some(FaultAnswer::HtmlErrorPage), _) => Reply {
+        .and_then(|kind| kind.answer(&caller.access_key_id, &job_run_id, action));
+    let ok = |body: String, outcome: &str| Reply {
+        status: 200,
+        content_type: JSON,
+        body,
+        retry_after_ms: None,
+        outcome: outcome.to_owned(),
+        delay_ms: 0,
+    };
+    let mut reply = match fault {
+        Some(FaultAnswer::Error(err)) => fail(err),
+        Some(FaultAnswer::HtmlErrorPage) => Reply {
             status: 502,
             content_type: "text/html",
             body: HTML_ERROR_PAGE.to_owned(),
-            retry_after_ms: None,
-            outcome: counts::HTML_ERROR_PAGE.to_owned(),
-            delay_ms: 0,
+            ..ok(String::new(), counts::HTML_ERROR_PAGE)
         },
-        (Some(FaultAnswer::MalformedJson), body) => {
-            let full = body
-                .unwrap_or_else(|| json!({"requestId": request_id, "jobRun": {}}))
-                .to_string();
-            Reply {
-                status: 200,
-                content_type: JSON,
-                body: truncate_half(&full).to_owned(),
-                retry_after_ms: None,
-                outcome: counts::MALFORMED_JSON.to_owned(),
-                delay_ms: 0,
+        fault => match (fault, effect(state, &caller.api, &params, request_id)) {
+            (Some(FaultAnswer::MalformedJson), body) => {
+                let full = body
+                    .unwrap_or_else(|_| json!({"requestId": request_id, "jobRun": {}}))
+                    .to_string();
+                ok(truncate_half(&full).to_owned(), counts::MALFORMED_JSON)
             }
-        }
-        (Some(FaultAnswer::Partial { omit, set }), Some(mut body)) => {
-            FaultAnswer::degrade(&omit, &set, &mut body);
-            Reply {
-                status: 200,
-                content_type: JSON,
-                body: body.to_string(),
-                retry_after_ms: None,
-                outcome: counts::PARTIAL.to_owned(),
-                delay_ms: 0,
+            (_, Err(err)) => fail(err),
+            (Some(FaultAnswer::Partial { omit, set }), Ok(mut body)) => {
+                FaultAnswer::degrade(&omit, &set, &mut body);
+                ok(body.to_string(), counts::PARTIAL)
             }
-        }
-        (None, Some(body)) => Reply {
-            status: 200,
-            content_type: JSON,
-            body: body.to_string(),
-            retry_after_ms: None,
-            outcome: counts::ACCEPTED.to_owned(),
-            delay_ms: 0,
+            (_, Ok(body)) => ok(body.to_string(), counts::ACCEPTED),
         },
-        (Some(FaultAnswer::Partial { .. }) | None, None) => {
-            fail(ServiceError::job_run_not_found(&job_run_id))
-        }
     };
     reply.delay_ms = triggered.delay_ms;
     reply
+}
+
+/// What a call does and answers, faults aside: GetJobRun shows the run, ListJobRuns a page,
+/// CancelJobRun starts the run's `Cancelling → Cancelled` (once; an ended run is refused).
+fn effect(
+    state: &mut SimState,
+    api: &Api,
+    params: &Params,
+    request_id: &str,
+) -> Result<Value, ServiceError> {
+    let now = Timestamp::now();
+    let region = params.region();
+    match (api, params) {
+        (Api::ListJobRuns { workspace_id }, Params::List(q)) => {
+            let runs = state
+                .runs
+                .values()
+                .filter(|s| s.run.is_visible_from(workspace_id, region))
+                .map(|s| (&s.run, s.started_at));
+            Ok(list::page(runs, q, now, request_id))
+        }
+        (
+            Api::GetJobRun {
+                workspace_id,
+                job_run_id,
+            }
+            | Api::CancelJobRun {
+                workspace_id,
+                job_run_id,
+            },
+            _,
+        ) => {
+            let stored = state
+                .runs
+                .get_mut(job_run_id)
+                .filter(|stored| stored.run.is_visible_from(workspace_id, region))
+                .ok_or_else(|| ServiceError::job_run_not_found(job_run_id))?;
+            if let Api::GetJobRun { .. } = api {
+                return Ok(answer_body(&stored.run, stored.started_at, now, request_id));
+            }
+            let elapsed = (now.as_millisecond() - stored.started_at.as_millisecond()).max(0);
+            match stored.run.cancelled(elapsed) {
+                Ok(Some(run)) => stored.run = run,
+                Ok(None) => {}
+                Err(state) => return Err(ServiceError::already_finished(job_run_id, &state)),
+            }
+            Ok(json!({"requestId": request_id, "jobRunId": job_run_id}))
+        }
+        _ => Err(ServiceError::api_not_found()),
+    }
 }
 
 /// Answers a `POST /` STS call: `AssumeRoleWithOIDC` (anonymous) or `AssumeRole` (signed).
