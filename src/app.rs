@@ -45,6 +45,10 @@ pub enum AppError {
     Credentials(#[source] CredentialsError),
     #[error("GetJobRun failed: {0}")]
     GetJobRun(#[source] crate::client::ApiError),
+    #[error("ListJobRuns failed: {0}")]
+    ListJobRuns(#[source] crate::client::ApiError),
+    #[error("{failed} of {total} refs could not be applied")]
+    Import { failed: usize, total: usize },
     #[error("printing as JSON: {0}")]
     Json(#[source] serde_json::Error),
     #[error("printing as YAML: {0}")]
@@ -236,21 +240,40 @@ pub async fn wait(args: crate::cli::WaitArgs) -> Result<(u8, String), AppError> 
     Ok(crate::wait::wait(api, &args.names, args.wait_for, args.timeout).await)
 }
 
-/// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the
-/// status exactly as the controller would write it.
-pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
-    let chain_settings = args.credentials.chain_settings(args.service.timeouts())?;
-    let (_, chain) = operator_identity(&chain_settings, args.service.timeouts(), &Metrics::new())?;
+/// What a one-shot command needs to call the service: the client, the operator's credentials
+/// and the endpoint for `region_id` (or `--endpoint`).
+async fn one_shot(
+    service: &crate::cli::ServiceArgs,
+    credentials: &crate::cli::CredentialArgs,
+    region_id: &str,
+) -> Result<
+    (
+        HttpJobRunService,
+        crate::signer::Credentials,
+        endpoint::Endpoint,
+    ),
+    AppError,
+> {
+    let chain_settings = credentials.chain_settings(service.timeouts())?;
+    let (_, chain) = operator_identity(&chain_settings, service.timeouts(), &Metrics::new())?;
     let creds = chain
         .provider
         .credentials()
         .await
         .map_err(AppError::Credentials)?;
-    let endpoint = match &args.service.endpoint {
+    let endpoint = match &service.endpoint {
         Some(e) => endpoint::parse(e),
-        None => endpoint::for_region(&args.region_id, args.service.network),
+        None => endpoint::for_region(region_id, service.network),
     }?;
-    let service = HttpJobRunService::new(args.service.timeouts()).map_err(AppError::Http)?;
+    let client = HttpJobRunService::new(service.timeouts()).map_err(AppError::Http)?;
+    Ok((client, creds, endpoint))
+}
+
+/// `sparkjobrun-operator get-job-run`: one call with the operator's credentials, printing the
+/// status exactly as the controller would write it.
+pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
+    let (service, creds, endpoint) =
+        one_shot(&args.service, &args.credentials, &args.region_id).await?;
     let request = GetJobRunRequest {
         workspace_id: args.workspace_id.clone(),
         job_run_id: args.job_run_id.clone(),
@@ -277,4 +300,99 @@ pub async fn get_job_run(args: GetJobRunArgs) -> Result<String, AppError> {
         OutputFormat::Json => serde_json::to_string_pretty(&status).map_err(AppError::Json),
         OutputFormat::Yaml => serde_yaml::to_string(&status).map_err(AppError::Yaml),
     }
+}
+
+/// `sparkjobrun-operator import`: the refs as YAML (stdout), or applied (one line each). Notes
+/// about skipped runs and tags go to stderr; any failed apply makes the command fail.
+pub async fn import(args: crate::cli::ImportArgs) -> Result<String, AppError> {
+    use crate::import::{self, Imported};
+    args.validate()?;
+    let (service, creds, endpoint) =
+        one_shot(&args.service, &args.credentials, &args.region_id).await?;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let since = args.since.map(|d| {
+        let back = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        (now.saturating_sub(back), now)
+    });
+    let request = crate::client::ListJobRunsRequest {
+        workspace_id: args.workspace_id.clone(),
+        region_id: args.region_id.clone(),
+        endpoint,
+        filter: crate::client::ListFilter {
+            states: args.states.clone(),
+            tags: args.tags.clone(),
+            job_run_id: None,
+            submitted: since,
+        },
+        max_results: crate::client::MAX_PAGE,
+        next_token: None,
+    };
+    let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
+    let (runs, more) = import::list_all(&service, &creds, request, limit)
+        .await
+        .map_err(AppError::ListJobRuns)?;
+    if more {
+        eprintln!(
+            "warning: more than {limit} runs match; imported the newest {limit} (raise --limit or narrow the filter)"
+        );
+    }
+    let client = if args.apply {
+        Some(Client::try_default().await.map_err(AppError::Kube)?)
+    } else {
+        None
+    };
+    let template = import::Template {
+        region_id: args.region_id.clone(),
+        namespace: args
+            .namespace
+            .clone()
+            .or_else(|| client.as_ref().map(|c| c.default_namespace().to_owned())),
+        name_prefix: args.name_prefix.clone(),
+        secret_ref: args.secret_ref.clone(),
+        role_arn: args.role_arn.clone(),
+    };
+    let mut objects = Vec::new();
+    for run in &runs {
+        match import::import_run(&args.workspace_id, run, &template) {
+            Imported::Ref { object, notes } => {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                for note in notes {
+                    eprintln!("note: {name}: {note}");
+                }
+                objects.push(*object);
+            }
+            Imported::Skipped { job_run_id, reason } => {
+                eprintln!("note: skipped run {job_run_id:?}: {reason}");
+            }
+        }
+    }
+    let Some(client) = client else {
+        return import::to_yaml(&objects).map_err(AppError::Yaml);
+    };
+    let namespace = template.namespace.unwrap_or_default();
+    let api: Api<SparkJobRunRef> = Api::namespaced(client, &namespace);
+    let params = kube::api::PatchParams::apply(import::FIELD_MANAGER);
+    let mut out = String::new();
+    let mut failed = 0usize;
+    for object in &objects {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        match api
+            .patch(&name, &params, &kube::api::Patch::Apply(object))
+            .await
+        {
+            Ok(_) => out.push_str(&format!("sparkjobrun.emrspark.io/{name} applied\n")),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: applying {namespace}/{name}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        print!("{out}");
+        return Err(AppError::Import {
+            failed,
+            total: objects.len(),
+        });
+    }
+    Ok(out)
 }

@@ -42,6 +42,80 @@ pub enum Command {
     /// the refs (kubeconfig or in-cluster), never calls the service. Also works as the kubectl
     /// plugin `kubectl sparkjobrun wait` when installed as kubectl-sparkjobrun.
     Wait(WaitArgs),
+    /// Print SparkJobRunRef YAML for a workspace's existing runs (ListJobRuns with the
+    /// operator's credentials), or create them with server-side apply (--apply). Names are
+    /// derived from the run ids, labels from the runs' tags, so importing again changes nothing.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[arg(long)]
+    pub workspace_id: String,
+    #[arg(long, env = "SPARKJOBRUN_DEFAULT_REGION")]
+    pub region_id: String,
+    /// Only runs in these states (comma-separated, e.g. Running,Submitted). Default: any.
+    #[arg(long, value_delimiter = ',')]
+    pub states: Vec<String>,
+    /// Only runs carrying this tag, KEY=VALUE (repeatable; all must match).
+    #[arg(long = "tag", value_parser = key_value)]
+    pub tags: Vec<(String, String)>,
+    /// Prefix of every ref's name (lower-case letters, digits, '-', '.').
+    #[arg(long, default_value = "")]
+    pub name_prefix: String,
+    /// Only runs submitted within this long before now, e.g. 24h.
+    #[arg(long, value_parser = duration)]
+    pub since: Option<Duration>,
+    /// Import at most this many runs (newest first); a warning says when more matched.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    /// Namespace of the refs: written into the YAML, and where --apply creates them (default
+    /// for --apply: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// spec.credentials.secretRef.name of every ref (a Secret in the refs' namespace).
+    #[arg(long)]
+    pub secret_ref: Option<String>,
+    /// spec.credentials.roleArn of every ref.
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// Create or update the refs with server-side apply instead of printing them.
+    #[arg(long)]
+    pub apply: bool,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+impl ImportArgs {
+    /// Checks what the service or the API server would refuse later, naming the flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::import::check_workspace(&self.workspace_id)
+            .map_err(|m| invalid("workspace-id", m))?;
+        crate::import::check_prefix(&self.name_prefix).map_err(|m| invalid("name-prefix", m))?;
+        if let Some(bad) = self
+            .states
+            .iter()
+            .find(|s| !crate::import::STATES.contains(&s.as_str()))
+        {
+            return Err(invalid(
+                "states",
+                format!(
+                    "{bad:?} is not a job run state ({})",
+                    crate::import::STATES.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Args)]

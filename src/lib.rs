@@ -16,6 +16,7 @@ pub mod crd;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod import;
 pub mod kit;
 pub mod leader;
 pub mod mapping;

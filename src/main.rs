@@ -21,6 +21,10 @@ async fn main() -> ExitCode {
             app::init_tracing(LogFormat::Text);
             app::get_job_run(args).await.map(|out| print!("{out}"))
         }
+        Command::Import(args) => {
+            app::init_tracing(LogFormat::Text);
+            app::import(args).await.map(|out| print!("{out}"))
+        }
         Command::Wait(args) => {
             app::init_tracing(LogFormat::Text);
             return match app::wait(args).await {

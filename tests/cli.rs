@@ -165,6 +165,7 @@ fn every_subcommand_has_help() {
         &["get-job-run"],
         &["simulator"],
         &["wait"],
+        &["import"],
     ] {
         let out = command()
             .args(sub)
@@ -255,4 +256,127 @@ fn the_krew_manifest_installs_the_binary_as_the_plugin() {
 
 fn text_of(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+async fn import(sim: &SimulatorHandle, extra: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::from(command());
+    cmd.args([
+        "import",
+        "--region-id",
+        "cn-hangzhou",
+        "--endpoint",
+        &sim.endpoint(),
+    ])
+    .args(extra)
+    .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+    .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET);
+    cmd.output().await.expect("binary runs")
+}
+
+/// `import` pages through ListJobRuns (230 runs: three pages), filters by state and tag, and
+/// prints one ref per run with a stable name and labels from the tags; bad flags are refused
+/// before any call.
+#[tokio::test]
+async fn import_prints_one_ref_per_matching_run() {
+    let sim = simulator().await;
+    let ws = "w-cliimport00001";
+    for i in 0..230 {
+        let mut run = RunScript::new(ws, format!("jr-imp{i:03}")).holding(if i % 2 == 0 {
+            "Running"
+        } else {
+            "Success"
+        });
+        run.tags = Some(vec![sparkjobrun_operator::wire::Tag {
+            key: Some("team".into()),
+            value: Some(if i % 4 == 0 { "a" } else { "b" }.into()),
+        }]);
+        run.name = Some(format!("nightly {i}"));
+        sim.add_run(run).expect("valid run");
+    }
+    let all = import(&sim, &["--workspace-id", ws, "-n", "data"]).await;
+    assert!(all.status.success(), "stderr: {}", text(&all.stderr));
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_slice(&all.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
+        .collect();
+    assert_eq!(docs.len(), 230);
+    assert_eq!(sim.calls().for_action("ListJobRuns"), 3, "pages of 100");
+    let first = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "jr-imp000")
+        .expect("jr-imp000");
+    assert_eq!(first["kind"], "SparkJobRunRef");
+    assert_eq!(first["metadata"]["namespace"], "data");
+    assert_eq!(first["metadata"]["labels"]["team"], "a");
+    assert_eq!(first["metadata"]["labels"]["emrspark.io/imported"], "true");
+    assert_eq!(
+        first["metadata"]["annotations"]["emrspark.io/job-run-name"],
+        "nightly 0"
+    );
+    assert_eq!(first["spec"]["workspaceId"], ws);
+    assert_eq!(first["spec"]["regionId"], "cn-hangzhou");
+
+    let some = import(
+        &sim,
+        &[
+            "--workspace-id",
+            ws,
+            "--states",
+            "Running",
+            "--tag",
+            "team=a",
+            "--name-prefix",
+            "etl-",
+        ],
+    )
+    .await;
+    assert!(some.status.success(), "stderr: {}", text(&some.stderr));
+    let out = text(&some.stdout);
+    assert_eq!(
+        out.matches("kind: SparkJobRunRef").count(),
+        58,
+        "i % 4 == 0 of 230"
+    );
+    assert!(out.contains("name: etl-jr-imp000") && !out.contains("jr-imp002\n"));
+    let again = import(&sim, &["--workspace-id", ws, "-n", "data"]).await;
+    assert_eq!(
+        text(&again.stdout),
+        text(&all.stdout),
+        "importing again prints the same"
+    );
+
+    let limited = import(&sim, &["--workspace-id", ws, "--limit", "150"]).await;
+    assert!(limited.status.success());
+    assert_eq!(
+        text(&limited.stdout)
+            .matches("kind: SparkJobRunRef")
+            .count(),
+        150
+    );
+    assert!(
+        text(&limited.stderr).contains("more than 150 runs match"),
+        "{}",
+        text(&limited.stderr)
+    );
+
+    let before = sim.calls().total;
+    for (args, flag) in [
+        (&["--workspace-id", "nope"][..], "--workspace-id"),
+        (
+            &["--workspace-id", ws, "--states", "Runing"][..],
+            "--states",
+        ),
+        (
+            &["--workspace-id", ws, "--name-prefix", "Team-"][..],
+            "--name-prefix",
+        ),
+    ] {
+        let out = import(&sim, args).await;
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(flag),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(sim.calls().total, before, "refused before any call");
 }

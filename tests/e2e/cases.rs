@@ -67,7 +67,7 @@ fn outcome_of(s: &SparkJobRunRefStatus) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn wait_state(
+pub(crate) async fn wait_state(
     env: &Env,
     ns: &str,
     name: &str,

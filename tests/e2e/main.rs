@@ -74,6 +74,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("dashboard_and_alerts_query_exported_metrics", |e| {
             process_cases::dashboard_and_alerts_query_exported_metrics(e).boxed()
         }),
+        ("import_then_apply", |e| {
+            pipeline_cases::import_then_apply(e).boxed()
+        }),
         ("ttl_deletes_after_the_delay", |e| {
             pipeline_cases::ttl_deletes_after_the_delay(e).boxed()
         }),

@@ -1,9 +1,14 @@
-//! Cases for pipelines and GitOps (issue 11): refresh on request and the `wait` command.
+//! Cases for pipelines and GitOps (issue 11): refresh on request, the `wait` command, import,
+//! TTL and cancel on delete.
 
 use std::time::Duration;
 
 use sparkjobrun_operator::kit::simulator::RunScript;
 
+use kube::ResourceExt;
+use sparkjobrun_operator::crd::SparkJobRunRef;
+
+use crate::cases::wait_state;
 use crate::support::{Env, WS, ensure, spec_with, unique, wait_for};
 
 const T: Duration = Duration::from_secs(60);
@@ -78,6 +83,19 @@ pub async fn refresh_on_request(env: &'static Env) -> Result<(), String> {
 /// Runs `sparkjobrun-operator wait ARGS` (or, with `as_plugin`, `kubectl sparkjobrun wait ARGS`
 /// through a kubectl-sparkjobrun link on PATH) as a user with the admin kubeconfig.
 async fn run_wait(env: &Env, args: &[&str], as_plugin: bool) -> Result<(i32, String), String> {
+    let (code, out, errs) = run_cli(env, "wait", args, as_plugin, &[]).await?;
+    Ok((code, format!("{out}{errs}")))
+}
+
+/// Runs the binary's `sub ARGS` (as `kubectl sparkjobrun sub` with `as_plugin`) with the admin
+/// kubeconfig, a cleared environment plus `vars`: exit code, stdout and stderr.
+async fn run_cli(
+    env: &Env,
+    sub: &str,
+    args: &[&str],
+    as_plugin: bool,
+    vars: &[(&str, &str)],
+) -> Result<(i32, String, String), String> {
     let bin = env!("CARGO_BIN_EXE_sparkjobrun-operator");
     let plugin_dir =
         std::env::temp_dir().join(format!("sparkjobrun-plugin-{}", std::process::id()));
@@ -93,11 +111,11 @@ async fn run_wait(env: &Env, args: &[&str], as_plugin: bool) -> Result<(i32, Str
     );
     let mut cmd = if as_plugin {
         let mut c = tokio::process::Command::new(&env.kubectl);
-        c.args(["sparkjobrun", "wait"]);
+        c.args(["sparkjobrun", sub]);
         c
     } else {
         let mut c = tokio::process::Command::new(bin);
-        c.arg("wait");
+        c.arg(sub);
         c
     };
     let out = cmd
@@ -106,15 +124,104 @@ async fn run_wait(env: &Env, args: &[&str], as_plugin: bool) -> Result<(i32, Str
         .env("PATH", path)
         .env("HOME", &plugin_dir)
         .env("KUBECONFIG", &env.admin_kubeconfig)
+        .envs(vars.iter().copied())
         .output()
         .await
-        .map_err(|e| format!("running wait: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        .map_err(|e| format!("running {sub}: {e}"))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// 11.3: `import --apply` creates one ref per run of a workspace (through the kubectl plugin
+/// too), the refs reach their runs' states, and importing again changes no object.
+pub async fn import_then_apply(env: &'static Env) -> Result<(), String> {
+    let ns = env.namespace("import").await?;
+    let ws = format!("w-imp{}", hex::encode(rand::random::<[u8; 5]>()));
+    let runs = [("Running", 3), ("Success", 2), ("Failed", 1)];
+    let mut expected = Vec::new();
+    for (state, count) in runs {
+        for i in 0..count {
+            let jr = format!(
+                "jr-{}{i}{}",
+                state.to_ascii_lowercase(),
+                hex::encode(rand::random::<[u8; 3]>())
+            );
+            env.sim
+                .add_run(RunScript::new(&ws, &jr).holding(state))
+                .map_err(|e| e.to_string())?;
+            expected.push((format!("imp-{jr}"), state));
+        }
+    }
+    let endpoint = env.sim.endpoint();
+    let args = [
+        "--workspace-id",
+        ws.as_str(),
+        "--region-id",
+        crate::support::REGION,
+        "--endpoint",
+        endpoint.as_str(),
+        "--name-prefix",
+        "imp-",
+        "-n",
+        ns.as_str(),
+        "--apply",
+    ];
+    let keys = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+    ];
+    let (code, out, errs) = run_cli(env, "import", &args, true, &keys).await?;
+    ensure(code == 0, || {
+        format!("import --apply exited {code}: {out}{errs}")
+    })?;
+    ensure(out.matches(" applied").count() == expected.len(), || {
+        format!("import printed: {out}")
+    })?;
+    for (name, state) in &expected {
+        wait_state(env, &ns, name, state).await?;
+    }
+    let versions = |list: Vec<SparkJobRunRef>| {
+        let mut v: Vec<(String, String)> = list
+            .into_iter()
+            .map(|o| (o.name_any(), o.resource_version().unwrap_or_default()))
+            .collect();
+        v.sort();
+        v
+    };
+    let lp = kube::api::ListParams::default().labels("emrspark.io/imported=true");
+    let before = versions(
+        env.runs(&ns)
+            .list(&lp)
+            .await
+            .map_err(|e| e.to_string())?
+            .items,
     );
-    Ok((out.status.code().unwrap_or(-1), text))
+    ensure(before.len() == expected.len(), || {
+        format!("labelled refs: {before:?}")
+    })?;
+    let (code, out, errs) = run_cli(env, "import", &args, false, &keys).await?;
+    ensure(code == 0, || {
+        format!("second import exited {code}: {out}{errs}")
+    })?;
+    let after = versions(
+        env.runs(&ns)
+            .list(&lp)
+            .await
+            .map_err(|e| e.to_string())?
+            .items,
+    );
+    println!(
+        "e2e-count import refs={} list_calls={} unchanged_on_reimport={}",
+        expected.len(),
+        env.sim.calls().for_action("ListJobRuns"),
+        before == after
+    );
+    ensure(before == after, || {
+        format!("importing again changed objects: {before:?} -> {after:?}")
+    })
 }
 
 /// 11.2: `wait` exits 0 when all succeeded, 1 when one failed (naming its reason and driver
