@@ -368,6 +368,11 @@ pub struct RunArgs {
     /// With --ttl-after-finished: the TTL of refs that set none (default: those are kept).
     #[arg(long, env = "SPARKJOBRUN_TTL_AFTER_FINISHED_DEFAULT", value_parser = duration)]
     pub ttl_after_finished_default: Option<Duration>,
+    /// Honour spec.cancelOnDelete: deleting such a ref while its run is active calls
+    /// CancelJobRun, through a finalizer (needs `patch` on sparkjobruns and the RAM action
+    /// emr-serverless-spark:CancelJobRun). Off: the field is refused with a Warning event.
+    #[arg(long, env = "SPARKJOBRUN_ALLOW_CANCEL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_cancel: bool,
     /// Log format.
     #[arg(long, env = "SPARKJOBRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -572,6 +577,7 @@ impl RunArgs {
                 enabled: self.ttl_after_finished,
                 default: self.ttl_after_finished_default,
             },
+            allow_cancel: self.allow_cancel,
             instance: self.instance_name.clone(),
             sts: StsSettings {
                 allow,

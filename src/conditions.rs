@@ -72,6 +72,15 @@ vocabulary! {
         TtlExpired,
         /// Deleting an expired ref failed (logged and counted; retried with backoff).
         DeleteFailed,
+        /// Event: the ref was deleted while its run was active, and CancelJobRun was accepted.
+        CancelRequested,
+        /// Event: reading or cancelling the run of a deleted ref failed; the finalizer stays and
+        /// the attempt is retried with backoff (or released by `emrspark.io/abandon`).
+        CancelRequestFailed,
+        /// Event: `cancelOnDelete` is set but the operator runs without `--allow-cancel`.
+        CancelNotAllowed,
+        /// Event: the finalizer was released without cancelling (`emrspark.io/abandon`).
+        Abandoned,
     }
 }
 

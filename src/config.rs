@@ -55,6 +55,9 @@ pub struct Settings {
     /// How long every retry of a watch may fail before the replica reports itself unready.
     pub watch_outage_grace: Duration,
     pub ttl: TtlPolicy,
+    /// Whether `spec.cancelOnDelete` is honoured (`--allow-cancel`): the one thing that makes the
+    /// operator change a remote run, so it is off unless the administrators turn it on.
+    pub allow_cancel: bool,
 }
 
 /// Deleting refs after their run ended (`spec.ttlSecondsAfterFinished`): off unless enabled,
@@ -82,6 +85,7 @@ impl Default for Settings {
             sts: StsSettings::default(),
             watch_outage_grace: crate::server::DEFAULT_WATCH_OUTAGE_GRACE,
             ttl: TtlPolicy::default(),
+            allow_cancel: false,
         }
     }
 }

@@ -113,6 +113,13 @@ pub struct SparkJobRunRefSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 31536000))]
     pub ttl_seconds_after_finished: Option<i64>,
+    /// Cancel the run (CancelJobRun) when this ref is deleted while the run is still active.
+    /// Honoured only when the operator runs with `--allow-cancel`; otherwise a Warning event
+    /// says it is refused. The ref then carries the finalizer `emrspark.io/cancel-on-delete`
+    /// until the run ended or is cancelling; the annotation `emrspark.io/abandon: "true"`
+    /// releases it without cancelling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_on_delete: Option<bool>,
 
     /// How often to poll while the run is not finished, e.g. 30s or 2m. The operator clamps it to
     /// its configured bounds. When absent the interval depends on the run's state.

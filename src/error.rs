@@ -80,6 +80,19 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("CancelJobRun for {object} (job run {job_run_id}) failed: {source}")]
+    CancelJobRun {
+        object: String,
+        job_run_id: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("updating the finalizers of {object}: {source}")]
+    Finalizer {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{object} has no {what}")]
     MissingMetadata { object: String, what: &'static str },
     /// The status write was computed from an older version of the object (it was written, or
@@ -101,7 +114,10 @@ impl Error {
     /// Bounded: used as the `Synced` reason, the event reason and a metrics label.
     pub fn reason(&self) -> Reason {
         match self {
-            Self::GetJobRun { source, .. } => api_reason(source.kind),
+            Self::GetJobRun { source, .. } | Self::CancelJobRun { source, .. } => {
+                api_reason(source.kind)
+            }
+            Self::Finalizer { .. } => Reason::StatusWriteFailed,
             Self::SecretNotFound { .. } => Reason::SecretNotFound,
             Self::SecretNotOptedIn { .. } => Reason::SecretNotOptedIn,
             Self::SecretRead { .. } => Reason::SecretUnreadable,
@@ -120,7 +136,9 @@ impl Error {
 
     pub fn retry_class(&self) -> RetryClass {
         match self {
-            Self::GetJobRun { source, .. } => source.kind.retry_class(),
+            Self::GetJobRun { source, .. } | Self::CancelJobRun { source, .. } => {
+                source.kind.retry_class()
+            }
             Self::Credentials { source, .. } => source.retry_class(),
             // Labelling the Secret fixes it: noticed soon, like a Secret created late.
             Self::SecretNotFound { .. } | Self::SecretNotOptedIn { .. } => RetryClass::Missing,
@@ -128,6 +146,7 @@ impl Error {
             Self::SecretRead { .. }
             | Self::StatusPatch { .. }
             | Self::Delete { .. }
+            | Self::Finalizer { .. }
             | Self::Conflict { .. }
             | Self::Fenced { .. } => RetryClass::Transient,
             Self::RateLimited { .. } => RetryClass::Throttled,

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub events: Family<EventLabel, Counter>,
     /// Runs seen ending, by outcome (Succeeded, Failed, Cancelled): the alertable business signal.
     pub run_endings: Family<OutcomeLabel, Counter>,
+    /// CancelJobRun calls for deleted refs (`cancelOnDelete`), by ok or the error class.
+    pub cancel_calls: Family<OutcomeLabel, Counter>,
     pub objects: Family<StateLabel, Gauge>,
     pub leader: Gauge<i64, AtomicI64>,
     pub undecodable_fields: Counter,
@@ -113,6 +115,7 @@ impl Metrics {
             rate_limiter_waits: Counter::default(),
             sts_exchanges: Family::default(),
             run_endings: Family::default(),
+            cancel_calls: Family::default(),
             rate_limiter_wait_seconds: Counter::default(),
             status_writes: Counter::default(),
             events: Family::default(),
@@ -205,6 +208,11 @@ impl Metrics {
             m.run_endings.clone(),
         );
         registry.register(
+            "canceljobrun_calls",
+            "CancelJobRun calls for refs deleted with cancelOnDelete, by outcome (ok, or the error class)",
+            m.cancel_calls.clone(),
+        );
+        registry.register(
             "sts_exchanges",
             "STS AssumeRoleWithOIDC / AssumeRole exchanges by outcome (ok or error)",
             m.sts_exchanges.clone(),
@@ -221,6 +229,7 @@ impl Metrics {
             .chain(crate::client::ApiErrorKind::ALL.iter().map(|k| k.reason()));
         for outcome in outcomes {
             let _ = self.calls.get_or_create(&OutcomeLabel { outcome });
+            let _ = self.cancel_calls.get_or_create(&OutcomeLabel { outcome });
         }
         for kind in crate::client::ApiErrorKind::ALL {
             let _ = self.errors.get_or_create(&CategoryLabel {

@@ -1104,6 +1104,40 @@ fn ttl_rights_and_flags_only_when_enabled() {
     assert!(err.contains("ttlAfterFinished.enabled"), "{err}");
 }
 
+/// Issue 11.5: `patch` on sparkjobruns, `update` on their finalizers and `--allow-cancel` only
+/// when cancelOnDelete is enabled.
+#[test]
+fn cancel_rights_and_flag_only_when_enabled() {
+    let grants = |docs: &[Value], resource: &str| -> BTreeSet<String> {
+        docs.iter()
+            .filter(|d| kind(d) == "ClusterRole")
+            .flat_map(rules)
+            .filter(|r| r.resources == [resource])
+            .flat_map(|r| r.verbs)
+            .collect()
+    };
+    let off = documents(&render_default("ops"));
+    assert_eq!(
+        grants(&off, "sparkjobruns"),
+        ["get", "list", "watch"].map(String::from).into()
+    );
+    assert!(grants(&off, "sparkjobruns/finalizers").is_empty());
+    assert!(!args(&off).iter().any(|a| a.starts_with("--allow-cancel")));
+    let on =
+        documents(&template("ops", &["--set", "cancelOnDelete.enabled=true"]).expect("renders"));
+    assert_eq!(
+        grants(&on, "sparkjobruns"),
+        ["get", "list", "watch", "patch"].map(String::from).into()
+    );
+    assert_eq!(
+        grants(&on, "sparkjobruns/finalizers"),
+        ["update"].map(String::from).into()
+    );
+    assert!(args(&on).contains(&"--allow-cancel=true".to_owned()));
+    let err = template("ops", &["--set", "cancelOnDelete.enabled=yes"]).expect_err("refused");
+    assert!(err.contains("cancelOnDelete"), "{err}");
+}
+
 /// Copies the chart to `dir` with its CRD's `spec.ttlSecondsAfterFinished` removed: the chart as
 /// it was before that field existed.
 fn chart_without_ttl_field(dir: &Path) -> PathBuf {

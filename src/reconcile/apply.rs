@@ -37,7 +37,7 @@ pub async fn write_status<S: JobRunService>(
 
 /// The object's key and its namespaced API, once the leadership fence allows a write: the check
 /// every write to the object (status or delete) makes immediately before it is sent.
-fn fenced_api<S: JobRunService>(
+pub(super) fn fenced_api<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
 ) -> Result<(String, Api<SparkJobRunRef>), Error> {
@@ -129,13 +129,24 @@ pub async fn publish<S: JobRunService>(
             },
             reason: planned.reason.as_str().to_owned(),
             note: Some(planned.note),
-            action: "GetJobRun".into(),
+            action: action_of(planned.reason).into(),
             secondary: None,
         };
         match ctx.recorder.publish(&event, &reference).await {
             Ok(()) => ctx.metrics.observe_event(planned.warning),
             Err(e) => warn!(error = %e, reason = %event.reason, "publishing an event failed"),
         }
+    }
+}
+
+/// The API call an event is about (`events.k8s.io` requires one).
+fn action_of(reason: crate::conditions::Reason) -> &'static str {
+    use crate::conditions::Reason;
+    match reason {
+        Reason::CancelRequested | Reason::CancelRequestFailed => "CancelJobRun",
+        Reason::CancelNotAllowed | Reason::Abandoned => "Finalize",
+        Reason::TtlExpired | Reason::DeleteFailed => "Delete",
+        _ => "GetJobRun",
     }
 }
 

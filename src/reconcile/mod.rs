@@ -11,6 +11,7 @@ pub mod apply;
 pub mod decide;
 pub mod events;
 pub mod fence;
+pub mod lifecycle;
 pub mod observe;
 pub mod run;
 pub mod schedule;
@@ -55,6 +56,9 @@ pub struct Context<S> {
     pub fence: Arc<Fence>,
     pub schedules: Schedules,
     stores: Mutex<Vec<Store<SparkJobRunRef>>>,
+    /// Per object: the uid told that `cancelOnDelete` is refused, and when a cancel was last
+    /// accepted (pruned with the schedules).
+    cancels: Mutex<CancelMemory>,
     /// The process-wide rate limit with its fair line.
     pub admission: Arc<Admission>,
     recorder: Recorder,
@@ -85,7 +89,37 @@ impl<S: JobRunService> Context<S> {
             fence: Arc::new(Fence::open()),
             schedules: Schedules::default(),
             stores: Mutex::new(Vec::new()),
+            cancels: Mutex::new(CancelMemory::default()),
         }
+    }
+
+    /// Whether `key`'s incarnation `uid` is to be told (once) that its cancel is refused.
+    fn note_refusal(&self, key: &str, uid: &str) -> bool {
+        let mut memory = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .refused
+            .insert(key.to_owned(), uid.to_owned())
+            .as_deref()
+            != Some(uid)
+    }
+
+    fn note_cancel(&self, key: &str) {
+        let mut memory = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        memory.accepted.insert(key.to_owned(), Instant::now());
+    }
+
+    /// A cancel of `key` was accepted less than [`lifecycle::CANCEL_SETTLE`] ago.
+    fn cancel_pending(&self, key: &str) -> bool {
+        let memory = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .accepted
+            .get(key)
+            .is_some_and(|at| at.elapsed() < lifecycle::CANCEL_SETTLE)
+    }
+
+    fn forget_cancel(&self, key: &str) {
+        let mut memory = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        memory.accepted.remove(key);
     }
 
     /// Uses `roles` (built by the caller, e.g. with a shared STS client).
@@ -125,6 +159,10 @@ impl<S: JobRunService> Context<S> {
             })
             .unwrap_or_default();
         self.admission.retain(&live);
+        if let Ok(mut memory) = self.cancels.lock() {
+            memory.refused.retain(|k, _| live.contains(k));
+            memory.accepted.retain(|k, _| live.contains(k));
+        }
         self.schedules.retain(&live)
     }
 
@@ -177,6 +215,12 @@ impl<S: JobRunService> Context<S> {
     }
 }
 
+#[derive(Default)]
+struct CancelMemory {
+    refused: std::collections::HashMap<String, String>,
+    accepted: std::collections::HashMap<String, Instant>,
+}
+
 pub fn object_key(obj: &SparkJobRunRef) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
@@ -202,6 +246,9 @@ async fn pipeline<S: JobRunService>(
     let key = object_key(obj);
     // A replica that is not (or no longer surely) the leader spends no call either.
     ctx.fence.check(&key)?;
+    if let Some(action) = lifecycle::handle(obj, ctx).await? {
+        return Ok(action);
+    }
     let (ws, jr) = (&obj.spec.workspace_id, &obj.spec.job_run_id);
     let old = decide::status_of_run(obj.status.as_ref(), ws, jr);
     let schedule = ctx.schedules.get(&key);

@@ -181,6 +181,39 @@ async fn call<S: JobRunService>(
     Ok(result)
 }
 
+/// Asks the service to cancel the object's run: same endpoint, credentials and rate limit as a
+/// read. Temporary credentials the service refused are forgotten, so the retry gets fresh ones.
+pub async fn cancel_run<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+) -> Result<(), Error> {
+    let request = resolve_request(obj, &ctx.settings)?;
+    let (creds, origin) = resolve_credentials(obj, ctx, &mut None).await?;
+    ctx.admit(obj)?;
+    // The last moment a deposed leader could still be the one calling.
+    ctx.fence.check(&object_key(obj))?;
+    let result = ctx.service.cancel_job_run(&request, &creds).await;
+    let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
+    ctx.metrics
+        .cancel_calls
+        .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+        .inc();
+    result.map_err(|source| {
+        if is_expired_token(&source) {
+            match &origin {
+                Origin::Role(key) => ctx.roles.invalidate(key),
+                Origin::Operator => ctx.credentials.invalidate(),
+                Origin::Secret => {}
+            }
+        }
+        Error::CancelJobRun {
+            object: object_key(obj),
+            job_run_id: request.job_run_id.clone(),
+            source,
+        }
+    })
+}
+
 /// The service said the temporary credentials are no longer good.
 fn is_expired_token(e: &ApiError) -> bool {
     e.kind == ApiErrorKind::Unauthorized

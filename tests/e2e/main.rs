@@ -77,6 +77,9 @@ fn tests() -> Vec<(&'static str, TestFn)> {
         ("import_then_apply", |e| {
             pipeline_cases::import_then_apply(e).boxed()
         }),
+        ("cancel_on_delete", |e| {
+            pipeline_cases::cancel_on_delete(e).boxed()
+        }),
         ("ttl_deletes_after_the_delay", |e| {
             pipeline_cases::ttl_deletes_after_the_delay(e).boxed()
         }),

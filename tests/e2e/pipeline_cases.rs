@@ -6,7 +6,7 @@ use std::time::Duration;
 use sparkjobrun_operator::kit::simulator::RunScript;
 
 use kube::ResourceExt;
-use sparkjobrun_operator::crd::SparkJobRunRef;
+use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec};
 
 use crate::cases::wait_state;
 use crate::support::{Env, WS, ensure, spec_with, unique, wait_for};
@@ -403,4 +403,173 @@ pub async fn ttl_deletes_after_the_delay(env: &'static Env) -> Result<(), String
     }
     op.signal(libc::SIGTERM);
     Ok(())
+}
+
+async fn finalizers(env: &Env, ns: &str, name: &str) -> Result<Option<Vec<String>>, String> {
+    Ok(env
+        .get_opt(ns, name)
+        .await?
+        .map(|o| o.finalizers().to_vec()))
+}
+
+async fn wait_finalizer(env: &Env, ns: &str, name: &str, present: bool) -> Result<(), String> {
+    let what = format!("{ns}/{name} finalizer present={present}");
+    wait_for(&what, T, || async {
+        let has = finalizers(env, ns, name)
+            .await?
+            .is_some_and(|f| f.iter().any(|f| f == "emrspark.io/cancel-on-delete"));
+        Ok((has == present).then_some(()))
+    })
+    .await
+}
+
+async fn wait_gone(env: &Env, ns: &str, name: &str) -> Result<(), String> {
+    wait_for(&format!("{ns}/{name} to be gone"), T, || async {
+        Ok(env.get_opt(ns, name).await?.is_none().then_some(()))
+    })
+    .await
+}
+
+async fn delete_ref(env: &Env, ns: &str, name: &str) -> Result<(), String> {
+    env.runs(ns)
+        .delete(name, &kube::api::DeleteParams::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("deleting {ns}/{name}: {e}"))
+}
+
+/// 11.5: with `--allow-cancel`, deleting a ref whose run is active cancels the run once and the
+/// ref goes once the run is cancelling; an ended run gets no finalizer and no call; a failing
+/// cancel keeps the ref (with an event) until `emrspark.io/abandon` releases it. Without the
+/// flag (the in-process operator), the field is refused with an event and nothing is cancelled.
+pub async fn cancel_on_delete(env: &'static Env) -> Result<(), String> {
+    use sparkjobrun_operator::kit::simulator::{Fault, FaultKind};
+    let ns = env.namespace("cancel").await?;
+    let op = env.spawn_operator(
+        "cancel",
+        &[
+            "--label-selector",
+            "e2e-process=cancel",
+            "--allow-cancel=true",
+        ],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", env.secret.as_str()),
+        ],
+    )?;
+    let label = [("e2e-process", "cancel")];
+    let (active, ended, stuck, refused) = (
+        unique("jr-cancel"),
+        unique("jr-ended"),
+        unique("jr-stuck"),
+        unique("jr-refused"),
+    );
+    for (jr, state) in [
+        (&active, "Running"),
+        (&ended, "Success"),
+        (&stuck, "Running"),
+        (&refused, "Running"),
+    ] {
+        let mut script = RunScript::new(WS, jr).holding(state);
+        script.cancel_seconds = Some(1.0);
+        env.sim.add_run(script).map_err(|e| e.to_string())?;
+    }
+    let cancelling = |jr: &str| SparkJobRunRefSpec {
+        cancel_on_delete: Some(true),
+        ..spec_with(jr, None)
+    };
+    let fault = env
+        .sim
+        .inject(
+            Fault::new(FaultKind::ForbiddenRam)
+                .for_run(stuck.clone())
+                .for_action("CancelJobRun"),
+        )
+        .map_err(|e| e.to_string())?;
+    for (name, jr) in [("active", &active), ("ended", &ended), ("stuck", &stuck)] {
+        env.create_labeled(&ns, name, cancelling(jr), &label)
+            .await?;
+    }
+    env.create(&ns, "refused", cancelling(&refused)).await?;
+
+    // An active run: the finalizer arrives, the delete cancels once, the ref goes.
+    wait_state(env, &ns, "active", "Running").await?;
+    wait_finalizer(env, &ns, "active", true).await?;
+    delete_ref(env, &ns, "active").await?;
+    wait_gone(env, &ns, "active").await?;
+    let active_cancels = env.sim.cancels_of(&active);
+
+    // An ended run: no finalizer once the end is known, deleted at once, no call.
+    wait_state(env, &ns, "ended", "Success").await?;
+    wait_finalizer(env, &ns, "ended", false).await?;
+    delete_ref(env, &ns, "ended").await?;
+    wait_gone(env, &ns, "ended").await?;
+
+    // A cancel the service refuses: the ref stays, with an event, until abandoned.
+    wait_state(env, &ns, "stuck", "Running").await?;
+    wait_finalizer(env, &ns, "stuck", true).await?;
+    delete_ref(env, &ns, "stuck").await?;
+    let events = env.events_once(&ns, "stuck", "CancelRequestFailed").await?;
+    let note = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("CancelRequestFailed"))
+        .and_then(|e| e.note.clone())
+        .unwrap_or_default();
+    ensure(
+        note.contains("Forbidden.RAM") && note.contains("emrspark.io/abandon"),
+        || format!("event note: {note}"),
+    )?;
+    let held = env.get_opt(&ns, "stuck").await?;
+    ensure(
+        held.as_ref()
+            .is_some_and(|o| o.metadata.deletion_timestamp.is_some()),
+        || "the ref with a failing cancel is gone".into(),
+    )?;
+    let (ok, _, errs) = env
+        .kubectl(
+            &[
+                "annotate",
+                "-n",
+                &ns,
+                "sparkjobrun",
+                "stuck",
+                "emrspark.io/abandon=true",
+            ],
+            None,
+            false,
+        )
+        .await?;
+    ensure(ok, || format!("kubectl annotate: {errs}"))?;
+    wait_gone(env, &ns, "stuck").await?;
+    env.sim.remove_fault(fault);
+
+    // Without --allow-cancel: refused with an event, no finalizer, no call.
+    env.events_once(&ns, "refused", "CancelNotAllowed").await?;
+    wait_state(env, &ns, "refused", "Running").await?;
+    let refused_finalizers = finalizers(env, &ns, "refused").await?.unwrap_or_default();
+    delete_ref(env, &ns, "refused").await?;
+    wait_gone(env, &ns, "refused").await?;
+    let counts = [
+        active_cancels,
+        env.sim.cancels_of(&ended),
+        env.sim.cancels_of(&stuck),
+        env.sim.cancels_of(&refused),
+    ];
+    println!(
+        "e2e-count cancel active={} ended={} refused_by_service_then_abandoned={} without_allow_cancel={} refused_finalizers={}",
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        refused_finalizers.len()
+    );
+    drop(op);
+    ensure(
+        counts == [1, 0, 0, 0] && refused_finalizers.is_empty(),
+        || {
+            format!(
+                "accepted cancels {counts:?}, finalizers without the flag {refused_finalizers:?}"
+            )
+        },
+    )
 }

@@ -508,6 +508,8 @@ async fn chart_identity(
             // The rights of every optional feature a case exercises.
             "--set",
             "ttlAfterFinished.enabled=true",
+            "--set",
+            "cancelOnDelete.enabled=true",
         ])
         .output()
         .await

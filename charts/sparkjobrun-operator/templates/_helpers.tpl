@@ -89,7 +89,15 @@ Secrets are read by name only, when an object names one: no list, no watch.
 {{- define "sparkjobrun-operator.rules" -}}
 - apiGroups: ["emrspark.io"]
   resources: ["sparkjobruns"]
-  verbs: {{ if .Values.ttlAfterFinished.enabled }}["get", "list", "watch", "delete"]{{ else }}["get", "list", "watch"]{{ end }}
+  {{- $verbs := list "get" "list" "watch" }}
+  {{- if .Values.cancelOnDelete.enabled }}{{ $verbs = append $verbs "patch" }}{{ end }}
+  {{- if .Values.ttlAfterFinished.enabled }}{{ $verbs = append $verbs "delete" }}{{ end }}
+  verbs: {{ toJson $verbs }}
+{{- if .Values.cancelOnDelete.enabled }}
+- apiGroups: ["emrspark.io"]
+  resources: ["sparkjobruns/finalizers"]
+  verbs: ["update"]
+{{- end }}
 - apiGroups: ["emrspark.io"]
   resources: ["sparkjobruns/status"]
   verbs: ["get", "patch"]
@@ -124,6 +132,9 @@ Secrets are read by name only, when an object names one: no list, no watch.
 {{- end }}
 {{- range .Values.assumeRoleAllow }}
 - {{ printf "--assume-role-allow=%s" . | quote }}
+{{- end }}
+{{- if .Values.cancelOnDelete.enabled }}
+- "--allow-cancel=true"
 {{- end }}
 {{- if .Values.ttlAfterFinished.enabled }}
 - "--ttl-after-finished=true"

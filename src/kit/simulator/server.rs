@@ -64,6 +64,7 @@ impl Simulator {
                 StoredRun {
                     run,
                     started_at: now,
+                    cancels: 0,
                 },
             );
         }
@@ -148,6 +149,7 @@ impl SimulatorHandle {
             StoredRun {
                 run,
                 started_at: Timestamp::now(),
+                cancels: 0,
             },
         );
         Ok(())
@@ -174,6 +176,15 @@ impl SimulatorHandle {
 
     pub fn calls(&self) -> CallCounts {
         self.shared.lock().counts.clone()
+    }
+
+    /// CancelJobRun calls the run accepted (0 for an unknown run).
+    pub fn cancels_of(&self, job_run_id: &str) -> u64 {
+        self.shared
+            .lock()
+            .runs
+            .get(job_run_id)
+            .map_or(0, |r| r.cancels)
     }
 
     pub fn calls_for(&self, job_run_id: &str) -> u64 {
@@ -272,6 +283,8 @@ struct SimState {
 struct StoredRun {
     run: RunScript,
     started_at: Timestamp,
+    /// CancelJobRun calls accepted for this run (also those that found it cancelling).
+    cancels: u64,
 }
 
 /// A run as the admin API shows it.
@@ -280,6 +293,7 @@ struct StoredRun {
 struct RunInfo<'a> {
     run: &'a RunScript,
     started_at: String,
+    cancels: u64,
 }
 
 impl StoredRun {
@@ -287,6 +301,7 @@ impl StoredRun {
         RunInfo {
             run: &self.run,
             started_at: self.started_at.to_string(),
+            cancels: self.cancels,
         }
     }
 }
@@ -590,8 +605,11 @@ fn effect(
             }
             let elapsed = (now.as_millisecond() - stored.started_at.as_millisecond()).max(0);
             match stored.run.cancelled(elapsed) {
-                Ok(Some(run)) => stored.run = run,
-                Ok(None) => {}
+                Ok(Some(run)) => {
+                    stored.run = run;
+                    stored.cancels += 1;
+                }
+                Ok(None) => stored.cancels += 1,
                 Err(state) => return Err(ServiceError::already_finished(job_run_id, &state)),
             }
             Ok(json!({"requestId": request_id, "jobRunId": job_run_id}))
@@ -711,6 +729,7 @@ async fn admin_add_run(State(shared): State<Arc<Shared>>, body: Bytes) -> Respon
     let stored = StoredRun {
         run,
         started_at: Timestamp::now(),
+        cancels: 0,
     };
     let shown = serde_json::to_value(stored.info()).unwrap_or(Value::Null);
     shared
