@@ -790,3 +790,151 @@ async fn a_secret_is_used_only_when_it_opts_in() {
         }
     }
 }
+
+const OBJECT_PATH: &str = "/apis/emrspark.io/v1alpha1/namespaces/data/sparkjobruns/run";
+const FINALIZER: &str = "emrspark.io/cancel-on-delete";
+
+/// What a real API server answers, also to a finalizer patch of the object itself.
+fn accepting_finalizers(object: SparkJobRunRef) -> Answer {
+    let status = accepting(object.clone());
+    Box::new(move |sent| {
+        if sent.method == "PATCH" && sent.path == OBJECT_PATH {
+            let mut stored = serde_json::to_value(&object).unwrap_or_default();
+            stored["metadata"]["finalizers"] = sent.body["metadata"]["finalizers"].clone();
+            (200, stored)
+        } else {
+            status(sent)
+        }
+    })
+}
+
+fn cancelling(allow: bool) -> Settings {
+    Settings {
+        allow_cancel: allow,
+        ..Settings::default()
+    }
+}
+
+fn harness_with(
+    obj: &SparkJobRunRef,
+    settings: Settings,
+    answers: Vec<Result<JobRun, ApiError>>,
+) -> Harness {
+    let h = Harness::with_api(accepting_finalizers(obj.clone()), answers);
+    let ctx = Arc::into_inner(h.ctx).expect("not shared yet");
+    let ctx = Context::new(
+        ctx.client.clone(),
+        h.service.clone(),
+        settings,
+        h.provider.clone(),
+    );
+    Harness {
+        ctx: Arc::new(ctx),
+        ..h
+    }
+}
+
+fn deleted_with_finalizer(state: &str) -> SparkJobRunRef {
+    let mut status = SparkJobRunRefStatus {
+        state: Some(state.into()),
+        job_run_id: Some("jr-1".into()),
+        workspace_id: Some("w-1".into()),
+        ..SparkJobRunRefStatus::default()
+    };
+    status.terminal = Some(matches!(state, "Success" | "Failed" | "Cancelled"));
+    let mut obj = object(Some(status));
+    obj.spec.cancel_on_delete = Some(true);
+    obj.metadata.finalizers = Some(vec!["other.io/keep".into(), FINALIZER.into()]);
+    obj.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::UNIX_EPOCH,
+    ));
+    obj
+}
+
+/// The finalizer patch: only ours removed, guarded by the resourceVersion it was computed from.
+fn assert_finalizers_patch(sent: &Sent, want: &[&str]) {
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("PATCH", OBJECT_PATH)
+    );
+    assert_eq!(sent.body["metadata"]["resourceVersion"], RESOURCE_VERSION);
+    assert_eq!(sent.body["metadata"]["finalizers"], json!(want));
+}
+
+/// 11.5: a deleted ref whose run is known to have ended is released with one patch: no
+/// service call, no event.
+#[tokio::test(start_paused = true)]
+async fn deleted_ref_of_an_ended_run_is_released_without_a_call() {
+    let obj = deleted_with_finalizer("Success");
+    let h = harness_with(&obj, cancelling(true), vec![]);
+    h.reconcile(&obj).await.expect("released");
+    let sent = h.take();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_finalizers_patch(&sent[0], &["other.io/keep"]);
+    assert_eq!(h.service.calls(), 0);
+}
+
+/// 11.5: a deleted ref whose run is active: one GetJobRun, one CancelJobRun; while the run still
+/// shows Running the cancel is not repeated; once it shows Cancelling the finalizer goes.
+#[tokio::test(start_paused = true)]
+async fn an_active_run_is_cancelled_once_then_released() {
+    let obj = deleted_with_finalizer("Running");
+    let cancelling_run = JobRun {
+        state: Some("Cancelling".into()),
+        ..running()
+    };
+    let h = harness_with(
+        &obj,
+        cancelling(true),
+        vec![Ok(running()), Ok(running()), Ok(cancelling_run)],
+    );
+    h.service.cancels.lock().expect("cancels").push_back(Ok(()));
+    h.reconcile(&obj).await.expect("cancel");
+    let first = h.take();
+    assert!(
+        first.iter().all(Sent::is_event),
+        "only the CancelRequested event: {first:?}"
+    );
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].body["reason"], "CancelRequested");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    h.reconcile(&obj).await.expect("still running");
+    assert!(h.take().is_empty(), "no second cancel, no write");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    h.reconcile(&obj).await.expect("cancelling");
+    let last = h.take();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_finalizers_patch(&last[0], &["other.io/keep"]);
+    let calls: Vec<String> = h
+        .service
+        .calls
+        .lock()
+        .expect("calls")
+        .iter()
+        .map(|(what, _)| what.clone())
+        .collect();
+    assert_eq!(calls, ["jr-1", "cancel jr-1", "jr-1", "jr-1"]);
+}
+
+/// 11.5: without --allow-cancel the field is refused with one Warning event per ref, however
+/// often the ref is reconciled; no finalizer is added.
+#[tokio::test(start_paused = true)]
+async fn refused_cancel_on_delete_is_told_once() {
+    let mut obj = object(None);
+    obj.spec.cancel_on_delete = Some(true);
+    let h = harness_with(&obj, cancelling(false), vec![Ok(running()), Ok(running())]);
+    h.reconcile(&obj).await.expect("first");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    h.reconcile(&obj).await.expect("second");
+    let sent = h.take();
+    let refusals = sent
+        .iter()
+        .filter(|s| s.is_event() && s.body["reason"] == "CancelNotAllowed")
+        .count();
+    assert_eq!(refusals, 1, "{sent:?}");
+    assert!(
+        !sent.iter().any(|s| s.path == OBJECT_PATH),
+        "no finalizer patch"
+    );
+    assert_eq!(h.service.calls(), 2, "the run is still mirrored");
+}
