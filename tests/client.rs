@@ -186,7 +186,11 @@ async fn list_pages_and_cancel_over_the_wire() {
         .expect_err("unknown run");
     assert_eq!(missing.kind, ApiErrorKind::NotFound);
     assert_eq!(sim.calls().for_action("CancelJobRun"), 3);
-    assert_eq!(sim.cancels_of("jr-001"), 1, "the refused second cancel is not counted");
+    assert_eq!(
+        sim.cancels_of("jr-001"),
+        1,
+        "the refused second cancel is not counted"
+    );
     let wrong = Credentials::new("AKCLIENT", "not-the-secret");
     let refused = svc
         .cancel_job_run(&target("jr-002"), &wrong)
