@@ -373,6 +373,11 @@ pub struct RunArgs {
     /// emr-serverless-spark:CancelJobRun). Off: the field is refused with a Warning event.
     #[arg(long, env = "SPARKJOBRUN_ALLOW_CANCEL", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_cancel: bool,
+    /// How active refs are observed: `auto` lists a group (same credentials, region, endpoint
+    /// and workspace) with one ListJobRuns once it has three active runs, `batched` always,
+    /// `per-run` calls GetJobRun for each run. Refs of one run share its observation in every mode.
+    #[arg(long, env = "SPARKJOBRUN_OBSERVE", value_enum, default_value_t = crate::reconcile::shared::Mode::Auto)]
+    pub observe: crate::reconcile::shared::Mode,
     /// Log format.
     #[arg(long, env = "SPARKJOBRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -578,6 +583,7 @@ impl RunArgs {
                 default: self.ttl_after_finished_default,
             },
             allow_cancel: self.allow_cancel,
+            observe: self.observe,
             instance: self.instance_name.clone(),
             sts: StsSettings {
                 allow,

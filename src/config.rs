@@ -58,6 +58,9 @@ pub struct Settings {
     /// Whether `spec.cancelOnDelete` is honoured (`--allow-cancel`): the one thing that makes the
     /// operator change a remote run, so it is off unless the administrators turn it on.
     pub allow_cancel: bool,
+    /// How due refs are observed: batched ListJobRuns per group, GetJobRun per run, or chosen
+    /// per group by its size.
+    pub observe: crate::reconcile::shared::Mode,
 }
 
 /// Deleting refs after their run ended (`spec.ttlSecondsAfterFinished`): off unless enabled,
@@ -86,6 +89,7 @@ impl Default for Settings {
             watch_outage_grace: crate::server::DEFAULT_WATCH_OUTAGE_GRACE,
             ttl: TtlPolicy::default(),
             allow_cancel: false,
+            observe: crate::reconcile::shared::Mode::Auto,
         }
     }
 }

@@ -87,6 +87,13 @@ pub enum Error {
         #[source]
         source: ApiError,
     },
+    #[error("ListJobRuns of workspace {workspace_id} for {object} failed: {source}")]
+    ListJobRuns {
+        object: String,
+        workspace_id: String,
+        #[source]
+        source: ApiError,
+    },
     #[error("updating the finalizers of {object}: {source}")]
     Finalizer {
         object: String,
@@ -114,9 +121,9 @@ impl Error {
     /// Bounded: used as the `Synced` reason, the event reason and a metrics label.
     pub fn reason(&self) -> Reason {
         match self {
-            Self::GetJobRun { source, .. } | Self::CancelJobRun { source, .. } => {
-                api_reason(source.kind)
-            }
+            Self::GetJobRun { source, .. }
+            | Self::CancelJobRun { source, .. }
+            | Self::ListJobRuns { source, .. } => api_reason(source.kind),
             Self::Finalizer { .. } => Reason::StatusWriteFailed,
             Self::SecretNotFound { .. } => Reason::SecretNotFound,
             Self::SecretNotOptedIn { .. } => Reason::SecretNotOptedIn,
@@ -136,9 +143,9 @@ impl Error {
 
     pub fn retry_class(&self) -> RetryClass {
         match self {
-            Self::GetJobRun { source, .. } | Self::CancelJobRun { source, .. } => {
-                source.kind.retry_class()
-            }
+            Self::GetJobRun { source, .. }
+            | Self::CancelJobRun { source, .. }
+            | Self::ListJobRuns { source, .. } => source.kind.retry_class(),
             Self::Credentials { source, .. } => source.retry_class(),
             // Labelling the Secret fixes it: noticed soon, like a Secret created late.
             Self::SecretNotFound { .. } | Self::SecretNotOptedIn { .. } => RetryClass::Missing,
@@ -161,6 +168,11 @@ impl Error {
     pub fn condition_message(&self) -> String {
         match self {
             Self::GetJobRun { source, .. } => source.condition_message(),
+            Self::ListJobRuns { source, .. } => source.condition_message().replacen(
+                crate::conditions::SERVICE_FAILURE,
+                "ListJobRuns failed: ",
+                1,
+            ),
             other => other.to_string(),
         }
     }

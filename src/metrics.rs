@@ -64,6 +64,11 @@ pub struct Metrics {
     pub run_endings: Family<OutcomeLabel, Counter>,
     /// CancelJobRun calls for deleted refs (`cancelOnDelete`), by ok or the error class.
     pub cancel_calls: Family<OutcomeLabel, Counter>,
+    /// ListJobRuns pages asked for by batched observation, by ok or the error class.
+    pub list_calls: Family<OutcomeLabel, Counter>,
+    pub list_duration: Histogram,
+    /// Observations served by what another call learnt: no call of their own.
+    pub shared_observations: Counter,
     pub objects: Family<StateLabel, Gauge>,
     pub leader: Gauge<i64, AtomicI64>,
     pub undecodable_fields: Counter,
@@ -116,6 +121,9 @@ impl Metrics {
             sts_exchanges: Family::default(),
             run_endings: Family::default(),
             cancel_calls: Family::default(),
+            list_calls: Family::default(),
+            list_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            shared_observations: Counter::default(),
             rate_limiter_wait_seconds: Counter::default(),
             status_writes: Counter::default(),
             events: Family::default(),
@@ -213,6 +221,21 @@ impl Metrics {
             m.cancel_calls.clone(),
         );
         registry.register(
+            "listjobruns_calls",
+            "ListJobRuns pages of batched observation, by outcome (ok, or the error class)",
+            m.list_calls.clone(),
+        );
+        registry.register(
+            "listjobruns_duration_seconds",
+            "ListJobRuns latency per page, including failed calls",
+            m.list_duration.clone(),
+        );
+        registry.register(
+            "shared_observations",
+            "Observations served without a call, by what a list or another ref's call learnt",
+            m.shared_observations.clone(),
+        );
+        registry.register(
             "sts_exchanges",
             "STS AssumeRoleWithOIDC / AssumeRole exchanges by outcome (ok or error)",
             m.sts_exchanges.clone(),
@@ -230,6 +253,7 @@ impl Metrics {
         for outcome in outcomes {
             let _ = self.calls.get_or_create(&OutcomeLabel { outcome });
             let _ = self.cancel_calls.get_or_create(&OutcomeLabel { outcome });
+            let _ = self.list_calls.get_or_create(&OutcomeLabel { outcome });
         }
         for kind in crate::client::ApiErrorKind::ALL {
             let _ = self.errors.get_or_create(&CategoryLabel {
@@ -260,6 +284,13 @@ impl Metrics {
     pub fn observe_call(&self, outcome: &'static str, took: Duration) {
         self.calls.get_or_create(&OutcomeLabel { outcome }).inc();
         self.call_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn observe_list(&self, outcome: &'static str, took: Duration) {
+        self.list_calls
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        self.list_duration.observe(took.as_secs_f64());
     }
 
     pub fn observe_reconcile(&self, ok: bool, took: Duration) {

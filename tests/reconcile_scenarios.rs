@@ -115,6 +115,8 @@ struct Service {
     answers: Arc<Mutex<VecDeque<Result<JobRun, ApiError>>>>,
     /// Answers to CancelJobRun, in order.
     cancels: Arc<Mutex<VecDeque<Result<(), ApiError>>>>,
+    /// Answers to ListJobRuns, in order.
+    lists: Arc<Mutex<VecDeque<Result<ListJobRunsResponse, ApiError>>>>,
     calls: Arc<Mutex<Vec<(String, String)>>>,
 }
 
@@ -123,6 +125,7 @@ impl Service {
         Self {
             answers: Arc::new(Mutex::new(answers.into())),
             cancels: Arc::default(),
+            lists: Arc::default(),
             calls: Arc::default(),
         }
     }
@@ -155,7 +158,8 @@ impl JobRunService for Service {
             .lock()
             .expect("calls")
             .push((format!("list {}", req.workspace_id), String::new()));
-        Err(api_error(ApiErrorKind::InvalidResponse, None, "unscripted"))
+        let next = self.lists.lock().expect("lists").pop_front();
+        next.unwrap_or_else(|| Err(api_error(ApiErrorKind::InvalidResponse, None, "unscripted")))
     }
 
     async fn cancel_job_run(
@@ -937,4 +941,177 @@ async fn refused_cancel_on_delete_is_told_once() {
         "no finalizer patch"
     );
     assert_eq!(h.service.calls(), 2, "the run is still mirrored");
+}
+
+/// A ref whose stored status is what the operator wrote for `running()` in `state`.
+fn named(name: &str, jr: &str, state: &str) -> SparkJobRunRef {
+    use sparkjobrun_operator::mapping::{PollOutcome, StatusContext, next_status};
+    let answer = running().with_state(state);
+    let status = next_status(
+        None,
+        PollOutcome::Run(&answer),
+        StatusContext {
+            generation: Some(1),
+            workspace_id: "w-1",
+            job_run_id: jr,
+            region_id: Some("cn-hangzhou"),
+        },
+        &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::from_second(1_700_000_000).expect("ts"),
+        ),
+    );
+    let mut o = object(Some(status));
+    o.metadata.name = Some(name.into());
+    o.spec.job_run_id = jr.into();
+    o
+}
+
+/// Accepts every status apply of namespace `data`, echoing it.
+fn accepting_any() -> Answer {
+    Box::new(|sent| {
+        if sent.method == "PATCH" && sent.path.ends_with("/status") {
+            (
+                200,
+                json!({"apiVersion": "emrspark.io/v1alpha1", "kind": "SparkJobRunRef",
+                         "metadata": {"name": "x", "namespace": "data"},
+                         "spec": {"workspaceId": "w-1", "jobRunId": "jr-1"},
+                         "status": sent.body["status"]}),
+            )
+        } else if sent.is_event() {
+            (201, sent.body.clone())
+        } else {
+            (404, status_body(404, "NotFound", "not served by this test"))
+        }
+    })
+}
+
+fn listed(jr: &str, state: &str) -> sparkjobrun_operator::wire::ListedRun {
+    sparkjobrun_operator::wire::ListedRun {
+        run: JobRun {
+            job_run_id: Some(jr.into()),
+            workspace_id: Some("w-1".into()),
+            ..running()
+        }
+        .with_state(state),
+        cu_hours: Some(0.5),
+        ..Default::default()
+    }
+}
+
+trait WithState {
+    fn with_state(self, state: &str) -> Self;
+}
+
+impl WithState for JobRun {
+    fn with_state(mut self, state: &str) -> Self {
+        self.state = Some(state.into());
+        self
+    }
+}
+
+fn batched_harness(
+    mode: sparkjobrun_operator::reconcile::shared::Mode,
+    answers: Vec<Result<JobRun, ApiError>>,
+) -> Harness {
+    let h = Harness::with_api(accepting_any(), answers);
+    let ctx = Arc::into_inner(h.ctx).expect("not shared yet");
+    let settings = Settings {
+        observe: mode,
+        ..Settings::default()
+    };
+    let ctx = Context::new(
+        ctx.client.clone(),
+        h.service.clone(),
+        settings,
+        h.provider.clone(),
+    );
+    Harness {
+        ctx: Arc::new(ctx),
+        ..h
+    }
+}
+
+fn calls_of(h: &Harness) -> Vec<String> {
+    h.service
+        .calls
+        .lock()
+        .expect("calls")
+        .iter()
+        .map(|(what, _)| what.clone())
+        .collect()
+}
+
+/// Issue 10.1: in batched mode one ListJobRuns serves five due refs of one workspace (four take
+/// the list's answer without a call and, being unchanged, write nothing); a run missing from the
+/// list costs one GetJobRun for its final answer. Per-run mode makes one GetJobRun per ref.
+#[tokio::test(start_paused = true)]
+async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
+    use sparkjobrun_operator::reconcile::shared::Mode;
+    let refs: Vec<SparkJobRunRef> = (1..=5)
+        .map(|i| named(&format!("r{i}"), &format!("jr-{i}"), "Running"))
+        .collect();
+    let h = batched_harness(Mode::Batched, vec![Ok(running().with_state("Success"))]);
+    *h.service.lists.lock().expect("lists") =
+        VecDeque::from([Ok(sparkjobrun_operator::wire::ListJobRunsResponse {
+            job_runs: (1..=4)
+                .map(|i| listed(&format!("jr-{i}"), "Running"))
+                .collect(),
+            next_token: Some(String::new()),
+            ..Default::default()
+        })]);
+    for obj in &refs {
+        h.ctx.observations.join(
+            &format!("data/{}", obj.metadata.name.as_deref().unwrap_or_default()),
+            &sparkjobrun_operator::reconcile::shared::GroupKey::of(
+                obj,
+                &sparkjobrun_operator::reconcile::observe::resolve_request(obj, &h.ctx.settings)
+                    .expect("request"),
+            ),
+            &obj.spec.job_run_id,
+        );
+    }
+    for obj in &refs[..4] {
+        h.reconcile(obj).await.expect("reconciles");
+    }
+    assert_eq!(calls_of(&h), ["list w-1"], "one list for four refs");
+    h.reconcile(&refs[4]).await.expect("missing one");
+    assert_eq!(
+        calls_of(&h),
+        ["list w-1", "jr-5"],
+        "the run missing from the list"
+    );
+    let sent = h.take();
+    let writes: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.path.ends_with("/status"))
+        .collect();
+    assert_eq!(writes.len(), 1, "only the ended run changed: {sent:?}");
+    assert_eq!(writes[0].body["status"]["state"], "Success");
+
+    let per_run = batched_harness(Mode::PerRun, (0..5).map(|_| Ok(running())).collect());
+    for obj in &refs {
+        per_run.reconcile(obj).await.expect("reconciles");
+    }
+    assert_eq!(calls_of(&per_run), ["jr-1", "jr-2", "jr-3", "jr-4", "jr-5"]);
+}
+
+/// Issue 10.2: two refs of the same run share its observation: the second, due within the
+/// interval, makes no call of its own.
+#[tokio::test(start_paused = true)]
+async fn refs_of_one_run_share_one_call() {
+    use sparkjobrun_operator::reconcile::shared::Mode;
+    let a = named("a", "jr-1", "Running");
+    let b = named("b", "jr-1", "Running");
+    let h = batched_harness(Mode::PerRun, vec![Ok(running()), Ok(running())]);
+    h.reconcile(&a).await.expect("a");
+    h.reconcile(&b).await.expect("b");
+    assert_eq!(calls_of(&h), ["jr-1"]);
+    assert!(h.take().is_empty(), "nothing changed: no write, no event");
+    tokio::time::advance(Duration::from_secs(40)).await;
+    h.reconcile(&b).await.expect("b again");
+    assert_eq!(
+        calls_of(&h),
+        ["jr-1", "jr-1"],
+        "stale after the interval: a call"
+    );
 }

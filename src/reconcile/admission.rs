@@ -281,6 +281,21 @@ impl Admission {
         }
     }
 
+    /// Waits for a token of the bucket itself: the further pages of a list that was admitted,
+    /// which belong to that one observation.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = match self.state.lock() {
+                Ok(mut s) => match s.bucket.take(Instant::now()) {
+                    Ok(()) => return,
+                    Err(wait) => wait,
+                },
+                Err(_) => return,
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Runs the dispatcher: each token goes to the next object in line, whose reconcile `wake`
     /// triggers (with its `namespace/name` key).
     pub async fn dispatch(&self, wake: impl Fn(&str)) {

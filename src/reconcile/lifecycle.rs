@@ -242,7 +242,7 @@ async fn settle_deleted<S: JobRunService>(
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
     let key = object_key(obj);
-    let observation = observe::observe(obj, ctx).await?;
+    let observation = observe::observe(obj, ctx, observe::Fresh::Own).await?;
     let state = match observation.result {
         Ok(run) => run.state.unwrap_or_default(),
         Err(Error::GetJobRun { source, .. }) if source.kind == ApiErrorKind::NotFound => {

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod observe;
 pub mod run;
 pub mod schedule;
+pub mod shared;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,6 +60,10 @@ pub struct Context<S> {
     /// Per object: the uid told that `cancelOnDelete` is refused, and when a cancel was last
     /// accepted (pruned with the schedules).
     cancels: Mutex<CancelMemory>,
+    /// What calls learnt about runs, shared by the refs of one group.
+    pub observations: shared::Observations,
+    /// Triggers the reconcile of `namespace/name` (set once the controllers run).
+    waker: std::sync::OnceLock<Waker>,
     /// The process-wide rate limit with its fair line.
     pub admission: Arc<Admission>,
     recorder: Recorder,
@@ -90,7 +95,29 @@ impl<S: JobRunService> Context<S> {
             schedules: Schedules::default(),
             stores: Mutex::new(Vec::new()),
             cancels: Mutex::new(CancelMemory::default()),
+            observations: shared::Observations::default(),
+            waker: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets how [`Context::wake`] reaches the controllers (once).
+    pub fn set_waker(&self, wake: Waker) {
+        let _ = self.waker.set(wake);
+    }
+
+    /// Reconciles `key` soon (no-op before the controllers run).
+    pub fn wake(&self, key: &str) {
+        if let Some(wake) = self.waker.get() {
+            wake(key);
+        }
+    }
+
+    /// The cached object `namespace/name`.
+    fn cached(&self, key: &str) -> Option<Arc<SparkJobRunRef>> {
+        let (namespace, name) = key.split_once('/')?;
+        let target = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+        let stores = self.stores.lock().ok()?;
+        stores.iter().find_map(|s| s.get(&target))
     }
 
     /// Whether `key`'s incarnation `uid` is to be told (once) that its cancel is refused.
@@ -159,6 +186,7 @@ impl<S: JobRunService> Context<S> {
             })
             .unwrap_or_default();
         self.admission.retain(&live);
+        self.observations.retain(&live);
         if let Ok(mut memory) = self.cancels.lock() {
             memory.refused.retain(|k, _| live.contains(k));
             memory.accepted.retain(|k, _| live.contains(k));
@@ -215,10 +243,52 @@ impl<S: JobRunService> Context<S> {
     }
 }
 
+/// Triggers the reconcile of a `namespace/name`.
+pub type Waker = Box<dyn Fn(&str) + Send + std::marker::Sync>;
+
 #[derive(Default)]
 struct CancelMemory {
     refused: std::collections::HashMap<String, String>,
     accepted: std::collections::HashMap<String, Instant>,
+}
+
+/// Wakes each ref whose status `run` changes (by the same pure mapping the decision uses), with
+/// news, so its reconcile takes the observation before it is due; the others use it when due.
+fn wake_changed<S: JobRunService>(
+    ctx: &Context<S>,
+    observed: impl Iterator<Item = (String, JobRun)>,
+) {
+    let now = decide::whole_seconds(jiff::Timestamp::now());
+    for (key, run) in observed {
+        let Some(obj) = ctx.cached(&key) else {
+            continue;
+        };
+        let old = decide::status_of_run(
+            obj.status.as_ref(),
+            &obj.spec.workspace_id,
+            &obj.spec.job_run_id,
+        );
+        let region = obj
+            .spec
+            .region_id
+            .as_deref()
+            .or(ctx.settings.default_region.as_deref());
+        let next = crate::mapping::next_status(
+            old,
+            crate::mapping::PollOutcome::Run(&run),
+            crate::mapping::StatusContext {
+                generation: obj.meta().generation,
+                workspace_id: &obj.spec.workspace_id,
+                job_run_id: &obj.spec.job_run_id,
+                region_id: region,
+            },
+            &now,
+        );
+        if old != Some(&next) {
+            ctx.observations.mark(&key);
+            ctx.wake(&key);
+        }
+    }
 }
 
 pub fn object_key(obj: &SparkJobRunRef) -> String {
@@ -256,7 +326,14 @@ async fn pipeline<S: JobRunService>(
     let observation = match gate(obj, ctx, old, schedule).await {
         Gate::Wait(d) => return Ok(Action::requeue(d)),
         Gate::Skip => None,
-        Gate::Observe => Some(observe::observe(obj, ctx).await?),
+        Gate::Observe => {
+            let fresh = if decide::refresh_pending(old, refresh_of(obj)) {
+                observe::Fresh::Own
+            } else {
+                observe::Fresh::Shared
+            };
+            Some(observe::observe(obj, ctx, fresh).await?)
+        }
     };
     let secret_version = observation.as_ref().and_then(Observation::failed_secret);
     let result = observation.as_ref().map(|o| &o.result);
@@ -293,6 +370,10 @@ async fn gate<S: JobRunService>(
 ) -> Gate {
     let previous = schedule.as_ref().map(|s| s.previous(Instant::now()));
     if decide::refresh_pending(old, refresh_of(obj)) {
+        return Gate::Observe;
+    }
+    // Another ref's call brought something that changes this one: take it now (no call).
+    if ctx.observations.take_news(&object_key(obj)) {
         return Gate::Observe;
     }
     match decide::plan(old, obj.meta().generation, previous) {
@@ -383,6 +464,10 @@ async fn apply_decision<S: JobRunService>(
     }
     apply::publish(obj, ctx, decision.events).await;
     let key = object_key(obj);
+    if decision.status.terminal == Some(true) {
+        // Ended: nothing more to learn with the group.
+        ctx.observations.leave(&key);
+    }
     if decision.next == Next::AwaitChange
         && let Some(left) = decide::ttl_remaining(
             &decision.status,

@@ -8,8 +8,11 @@ use kube::ResourceExt;
 use kube::api::Api;
 use tracing::warn;
 
+use super::shared::{self, GroupKey, Strategy};
 use super::{Context, object_key};
-use crate::client::{ApiError, ApiErrorKind, GetJobRunRequest, JobRunService};
+use crate::client::{
+    ApiError, ApiErrorKind, GetJobRunRequest, JobRunService, ListFilter, ListJobRunsRequest,
+};
 use crate::config::Settings;
 use crate::crd::SparkJobRunRef;
 use crate::credentials::roles;
@@ -94,9 +97,10 @@ impl Observation {
 pub async fn observe<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
+    fresh: Fresh,
 ) -> Result<Observation, Error> {
     let mut secret_version = None;
-    match read_run(obj, ctx, &mut secret_version).await {
+    match read_run(obj, ctx, fresh, &mut secret_version).await {
         Err(e @ Error::RateLimited { .. }) => Err(e),
         result => Ok(Observation {
             result,
@@ -123,13 +127,210 @@ pub async fn current_secret_version<S: JobRunService>(
     Some(secret.and_then(|s| s.metadata.resource_version))
 }
 
+/// How often this ref looks at its run, by what its status says: how old a shared observation
+/// may be to serve it.
+fn interval_of(obj: &SparkJobRunRef, settings: &Settings) -> Duration {
+    let status = super::decide::status_of_run(
+        obj.status.as_ref(),
+        &obj.spec.workspace_id,
+        &obj.spec.job_run_id,
+    );
+    let class = status.and_then(|s| s.state.as_deref()).map_or(
+        crate::state::StateClass::Queued,
+        crate::state::StateClass::of,
+    );
+    let running_for = status
+        .and_then(|s| s.submit_time.as_deref())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok());
+    let spec = poll_interval(obj).ok().flatten();
+    settings
+        .poll
+        .interval(class, running_for, spec)
+        .unwrap_or(settings.poll.min_interval)
+}
+
+/// Whether an observation may come from what other calls learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    /// A shared observation within the ref's interval will do.
+    Shared,
+    /// Its own GetJobRun now: a refresh the user asked for, or the look before a cancel.
+    Own,
+}
+
+/// The run from what another call learnt, from the group's list, or from its own GetJobRun.
 async fn read_run<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
+    fresh: Fresh,
     secret_version: &mut Option<String>,
 ) -> Result<JobRun, Error> {
     poll_interval(obj)?;
     let request = resolve_request(obj, &ctx.settings)?;
+    let key = object_key(obj);
+    let group = GroupKey::of(obj, &request);
+    ctx.observations.join(&key, &group, &request.job_run_id);
+    let first = super::decide::status_of_run(
+        obj.status.as_ref(),
+        &obj.spec.workspace_id,
+        &obj.spec.job_run_id,
+    )
+    .and_then(|s| s.state.as_ref())
+    .is_none();
+    let now = tokio::time::Instant::now();
+    let (entry, situation) = ctx.observations.situation(
+        &group,
+        &request.job_run_id,
+        ctx.settings.observe,
+        first,
+        now,
+    );
+    let interval = interval_of(obj, &ctx.settings);
+    let strategy = match fresh {
+        Fresh::Own => Strategy::Get,
+        Fresh::Shared => shared::strategy(entry.as_ref(), &situation, interval, now),
+    };
+    match strategy {
+        Strategy::Use(run) => {
+            ctx.metrics.shared_observations.inc();
+            return Ok(*run);
+        }
+        Strategy::Wait(wait) => return Err(Error::RateLimited { object: key, wait }),
+        Strategy::List => {
+            if let Some(run) = list_group(obj, ctx, &request, &group, secret_version).await? {
+                return Ok(run);
+            }
+        }
+        Strategy::Get => {}
+    }
+    let run = get_run(obj, ctx, &request, secret_version).await?;
+    let others = ctx.observations.record(
+        &group,
+        &request.job_run_id,
+        &run,
+        &key,
+        tokio::time::Instant::now(),
+    );
+    super::wake_changed(ctx, others.into_iter().map(|k| (k, run.clone())));
+    Ok(run)
+}
+
+/// One ListJobRuns of the group's active runs (all pages, each inside the rate limit); every
+/// ref it changes is woken. `None` when this ref's run was not among them: it ended or is gone,
+/// and its own GetJobRun fetches the final answer.
+async fn list_group<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    request: &GetJobRunRequest,
+    group: &GroupKey,
+    secret_version: &mut Option<String>,
+) -> Result<Option<JobRun>, Error> {
+    let key = object_key(obj);
+    if !ctx.observations.start_list(group) {
+        return Err(Error::RateLimited {
+            object: key,
+            wait: Duration::from_secs(1),
+        });
+    }
+    let pages = list_pages(obj, ctx, request, secret_version).await;
+    let now = tokio::time::Instant::now();
+    let (items, complete) = match pages {
+        Ok(found) => found,
+        Err(e) => {
+            let backoff = &ctx.settings.backoff;
+            let class = e.retry_class();
+            match &e {
+                // Not a failure of the list: nobody called.
+                Error::RateLimited { .. } | Error::Fenced { .. } => {
+                    ctx.observations.fail_list(group, |_| Duration::ZERO, now);
+                }
+                _ => ctx
+                    .observations
+                    .fail_list(group, |n| backoff.delay(class, n, None), now),
+            }
+            return Err(e);
+        }
+    };
+    let delivered = ctx.observations.finish_list(group, items, complete, now);
+    let mut mine = None;
+    let mut others = Vec::new();
+    for (k, run) in delivered.followers {
+        if k == key {
+            mine = Some(run);
+        } else {
+            others.push((k, run));
+        }
+    }
+    super::wake_changed(ctx, others.into_iter());
+    for k in delivered.gone.iter().filter(|k| **k != key) {
+        ctx.wake(k);
+    }
+    Ok(mine)
+}
+
+/// Every page of the workspace's active runs, at most [`shared::MAX_PAGES`]; `false` when more
+/// were left.
+async fn list_pages<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    request: &GetJobRunRequest,
+    secret_version: &mut Option<String>,
+) -> Result<(Vec<JobRun>, bool), Error> {
+    let (creds, origin) = resolve_credentials(obj, ctx, secret_version).await?;
+    let mut page_request = ListJobRunsRequest {
+        workspace_id: request.workspace_id.clone(),
+        region_id: request.region_id.clone(),
+        endpoint: request.endpoint.clone(),
+        filter: ListFilter {
+            states: shared::ACTIVE_STATES.map(str::to_owned).to_vec(),
+            ..ListFilter::default()
+        },
+        max_results: crate::client::MAX_PAGE,
+        next_token: None,
+    };
+    let mut items = Vec::new();
+    for page in 0..shared::MAX_PAGES {
+        if page == 0 {
+            ctx.admit(obj)?;
+        } else {
+            ctx.admission.acquire().await;
+        }
+        ctx.fence.check(&object_key(obj))?;
+        let started = tokio::time::Instant::now();
+        let result = ctx.service.list_job_runs(&page_request, &creds).await;
+        let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
+        ctx.metrics.observe_list(outcome, started.elapsed());
+        let answer = result.map_err(|source| {
+            if is_expired_token(&source) {
+                forget(ctx, &origin);
+            }
+            Error::ListJobRuns {
+                object: object_key(obj),
+                workspace_id: request.workspace_id.clone(),
+                source,
+            }
+        })?;
+        let received = answer.job_runs.len();
+        items.extend(answer.job_runs.into_iter().map(|item| item.run));
+        match answer.next_token.filter(|t| !t.is_empty()) {
+            Some(token) if received > 0 && Some(&token) != page_request.next_token.as_ref() => {
+                page_request.next_token = Some(token);
+            }
+            _ => return Ok((items, true)),
+        }
+    }
+    Ok((items, false))
+}
+
+/// The ref's own GetJobRun (plus one retry when temporary credentials turn out expired).
+async fn get_run<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    request: &GetJobRunRequest,
+    secret_version: &mut Option<String>,
+) -> Result<JobRun, Error> {
+    let request = request.clone();
     let (creds, origin) = resolve_credentials(obj, ctx, secret_version).await?;
     let mut result = call(obj, ctx, &request, &creds).await?;
     // Temporary credentials expired early (clock skew, a revoked session): exchange once more
@@ -142,11 +343,7 @@ async fn read_run<S: JobRunService>(
             code = e.code.as_deref().unwrap_or(""),
             "temporary credentials were refused; refreshing them and retrying once"
         );
-        match &origin {
-            Origin::Role(key) => ctx.roles.invalidate(key),
-            Origin::Operator => ctx.credentials.invalidate(),
-            Origin::Secret => {}
-        }
+        forget(ctx, &origin);
         let (creds, _) = resolve_credentials(obj, ctx, secret_version).await?;
         result = call(obj, ctx, &request, &creds).await?;
     }
@@ -212,6 +409,15 @@ pub async fn cancel_run<S: JobRunService>(
             source,
         }
     })
+}
+
+/// Drops temporary credentials the service refused, so the next call exchanges fresh ones.
+fn forget<S: JobRunService>(ctx: &Context<S>, origin: &Origin) {
+    match origin {
+        Origin::Role(key) => ctx.roles.invalidate(key),
+        Origin::Operator => ctx.credentials.invalidate(),
+        Origin::Secret => {}
+    }
 }
 
 /// The service said the temporary credentials are no longer good.

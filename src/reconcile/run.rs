@@ -75,6 +75,9 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
         *shared = stores;
     }
     let pruner = tokio::spawn(prune_every(ctx.clone(), Duration::from_secs(60)));
+    let wakers = Arc::new(wakers);
+    let shared = wakers.clone();
+    ctx.set_waker(Box::new(move |key| shared.wake(key)));
     let admission = ctx.admission.clone();
     let dispatcher = tokio::spawn(async move { admission.dispatch(|key| wakers.wake(key)).await });
     futures::future::join_all(controllers).await;

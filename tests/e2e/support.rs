@@ -100,6 +100,8 @@ impl Env {
                 burst: 100,
             },
             instance: Some("e2e".into()),
+            // The cases count GetJobRun calls per run; batched observation has its own.
+            observe: sparkjobrun_operator::reconcile::shared::Mode::PerRun,
             // Objects labelled e2e-process belong to operator processes started by some cases.
             scope: Scope {
                 namespaces: Vec::new(),
@@ -454,6 +456,8 @@ impl Env {
                     ("--poll-running", "1s"),
                     ("--backoff-base", "1s"),
                     ("--recheck-permanent", "2s"),
+                    // The cases count GetJobRun calls per run; batched observation has its own.
+                    ("--observe", "per-run"),
                 ]
                 .into_iter()
                 // A case may set one of these itself.

@@ -1,0 +1,568 @@
+//! Shared observation: refs that read runs with the same identity, region, endpoint and
+//! workspace form a group. What one call learns about a run serves every ref of that run (in
+//! either mode), and in batched mode one ListJobRuns of the group's active runs (pages of 100)
+//! replaces a GetJobRun per ref. After a call, refs whose status the answer changes are woken at
+//! once; the others use it when they come due, without a call.
+//!
+//! A ref still gets its own GetJobRun when it is seen for the first time (list items carry no
+//! `jobDriver` or `configurationOverrides`) and when its run no longer shows among the active
+//! runs (its final, complete answer). Group membership only ever pools refs that would have
+//! used the very same credentials, so no ref learns anything its own identity could not read.
+//!
+//! The choice of call and the freshness rule are pure ([`strategy`], [`Entry::fresh_for`]); the
+//! lock is never held across a call.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::client::GetJobRunRequest;
+use crate::crd::SparkJobRunRef;
+use crate::wire::JobRun;
+
+/// The states ListJobRuns is asked for: every state after which a run can still change.
+pub const ACTIVE_STATES: [&str; 5] = [
+    "Submitted",
+    "Pending",
+    "Running",
+    "Cancelling",
+    "CancelFailed",
+];
+/// Groups smaller than this keep per-run calls in `auto` mode: a list costs at least a call.
+pub const MIN_BATCH: usize = 3;
+/// Pages one list may take; a workspace with more active runs than this covers is observed per
+/// run (its list would cost more than it saves).
+pub const MAX_PAGES: usize = 50;
+
+/// `--observe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// ListJobRuns per group once it has at least three active refs (and it pays off).
+    #[default]
+    Auto,
+    /// ListJobRuns per group whatever its size.
+    Batched,
+    /// GetJobRun per run (refs of one run still share it).
+    PerRun,
+}
+
+/// Refs with equal keys could have read each other's runs: same credentials, same place.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    /// `operator`, or the namespace with the Secret and role the spec names.
+    pub identity: String,
+    pub region: String,
+    pub endpoint: String,
+    pub workspace: String,
+}
+
+impl GroupKey {
+    pub fn of(obj: &SparkJobRunRef, request: &GetJobRunRequest) -> Self {
+        let identity = match &obj.spec.credentials {
+            None => "operator".to_owned(),
+            Some(c) => format!(
+                "{}\u{0}{}\u{0}{}",
+                obj.metadata.namespace.as_deref().unwrap_or_default(),
+                c.secret_ref.as_ref().map_or("", |s| s.name.as_str()),
+                c.role_arn.as_deref().unwrap_or_default()
+            ),
+        };
+        Self {
+            identity,
+            region: request.region_id.clone(),
+            endpoint: request.endpoint.to_string(),
+            workspace: request.workspace_id.clone(),
+        }
+    }
+}
+
+/// What is known about one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub run: JobRun,
+    pub at: Instant,
+}
+
+impl Entry {
+    /// Good enough instead of a call for a ref that polls every `interval`.
+    pub fn fresh_for(&self, interval: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) < interval
+    }
+}
+
+/// How a due ref is observed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// A fresh observation of its run exists: no call.
+    Use(Box<JobRun>),
+    /// Its own GetJobRun.
+    Get,
+    /// One ListJobRuns of the group, then its item (or a GetJobRun if it is not among them).
+    List,
+    /// Another ref of the group is listing right now: look again shortly.
+    Wait(Duration),
+}
+
+/// What the group state says about one due ref.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Situation {
+    pub mode: Mode,
+    /// Distinct active runs in the group.
+    pub runs: usize,
+    /// The ref has never been observed (its status shows no state).
+    pub first: bool,
+    /// Its run was missing from the last complete list: ended or gone.
+    pub missing: bool,
+    pub listing: bool,
+    /// The group's last list needed more than [`MAX_PAGES`] pages.
+    pub too_big: bool,
+    /// A failed list keeps the group from listing again until then.
+    pub retry_in: Option<Duration>,
+}
+
+pub fn strategy(
+    entry: Option<&Entry>,
+    s: &Situation,
+    interval: Duration,
+    now: Instant,
+) -> Strategy {
+    if let Some(e) = entry.filter(|e| e.fresh_for(interval, now))
+        && !s.missing
+    {
+        return Strategy::Use(Box::new(e.run.clone()));
+    }
+    let batch = match s.mode {
+        Mode::PerRun => false,
+        Mode::Batched => true,
+        Mode::Auto => s.runs >= MIN_BATCH,
+    };
+    if !batch || s.first || s.missing || s.too_big {
+        return Strategy::Get;
+    }
+    if s.listing {
+        return Strategy::Wait(Duration::from_secs(1));
+    }
+    match s.retry_in {
+        Some(wait) if !wait.is_zero() => Strategy::Wait(wait),
+        _ => Strategy::List,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// Active runs and the refs that follow each.
+    members: HashMap<String, HashSet<String>>,
+    entries: HashMap<String, Entry>,
+    /// Runs the last complete list did not show.
+    missing: HashSet<String>,
+    listing: bool,
+    too_big: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    groups: HashMap<GroupKey, Group>,
+    /// Which group and run each ref follows.
+    member_of: HashMap<String, (GroupKey, String)>,
+    /// Refs woken because an observation changes them.
+    news: HashSet<String>,
+}
+
+/// The shared observations of one process.
+#[derive(Debug, Default)]
+pub struct Observations {
+    inner: Mutex<Inner>,
+}
+
+/// What a list brought, for waking refs.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// `(ref key, run)` of every other ref of a run that was observed.
+    pub followers: Vec<(String, JobRun)>,
+    /// Refs whose run is no longer active: they fetch the final answer.
+    pub gone: Vec<String>,
+}
+
+impl Observations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that `key` follows `job_run_id` in `group` (moving it from any earlier run).
+    pub fn join(&self, key: &str, group: &GroupKey, job_run_id: &str) {
+        let mut inner = self.lock();
+        let now = (group.clone(), job_run_id.to_owned());
+        if inner.member_of.get(key) == Some(&now) {
+            return;
+        }
+        if let Some((g, jr)) = inner.member_of.insert(key.to_owned(), now) {
+            remove_member(&mut inner, key, &g, &jr);
+        }
+        inner
+            .groups
+            .entry(group.clone())
+            .or_default()
+            .members
+            .entry(job_run_id.to_owned())
+            .or_default()
+            .insert(key.to_owned());
+    }
+
+    /// `key` no longer follows an active run (it ended, or the ref is gone).
+    pub fn leave(&self, key: &str) {
+        let mut inner = self.lock();
+        inner.news.remove(key);
+        if let Some((g, jr)) = inner.member_of.remove(key) {
+            remove_member(&mut inner, key, &g, &jr);
+        }
+    }
+
+    /// Forgets refs not in `live`.
+    pub fn retain(&self, live: &HashSet<String>) {
+        let gone: Vec<String> = self
+            .lock()
+            .member_of
+            .keys()
+            .filter(|k| !live.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.leave(&key);
+        }
+    }
+
+    /// The situation of a due ref, with the entry of its run.
+    pub fn situation(
+        &self,
+        group: &GroupKey,
+        job_run_id: &str,
+        mode: Mode,
+        first: bool,
+        now: Instant,
+    ) -> (Option<Entry>, Situation) {
+        let inner = self.lock();
+        let g = inner.groups.get(group);
+        let situation = Situation {
+            mode,
+            runs: g.map_or(0, |g| g.members.len()),
+            first,
+            missing: g.is_some_and(|g| g.missing.contains(job_run_id)),
+            listing: g.is_some_and(|g| g.listing),
+            too_big: g.is_some_and(|g| g.too_big),
+            retry_in: g
+                .and_then(|g| g.retry_at)
+                .map(|at| at.saturating_duration_since(now)),
+        };
+        (
+            g.and_then(|g| g.entries.get(job_run_id)).cloned(),
+            situation,
+        )
+    }
+
+    /// Claims the group's list; `false` when another ref holds it.
+    pub fn start_list(&self, group: &GroupKey) -> bool {
+        let mut inner = self.lock();
+        let g = inner.groups.entry(group.clone()).or_default();
+        !std::mem::replace(&mut g.listing, true)
+    }
+
+    /// Ends a list: `items` are the active runs it showed (all of them, when `complete`).
+    pub fn finish_list(
+        &self,
+        group: &GroupKey,
+        items: Vec<JobRun>,
+        complete: bool,
+        now: Instant,
+    ) -> Delivered {
+        let mut inner = self.lock();
+        let mut out = Delivered::default();
+        let Some(g) = inner.groups.get_mut(group) else {
+            return out;
+        };
+        g.listing = false;
+        g.failures = 0;
+        g.retry_at = None;
+        g.too_big = !complete;
+        let mut shown = HashSet::new();
+        for run in items {
+            let Some(jr) = run.job_run_id.clone() else {
+                continue;
+            };
+            // Only runs some ref follows are kept: the list may show many others.
+            if let Some(keys) = g.members.get(&jr) {
+                out.followers
+                    .extend(keys.iter().map(|k| (k.clone(), run.clone())));
+                g.entries.insert(jr.clone(), Entry { run, at: now });
+                shown.insert(jr);
+            }
+        }
+        if complete {
+            g.missing = g
+                .members
+                .keys()
+                .filter(|jr| !shown.contains(*jr))
+                .cloned()
+                .collect();
+            for jr in &g.missing {
+                g.entries.remove(jr);
+                if let Some(keys) = g.members.get(jr) {
+                    out.gone.extend(keys.iter().cloned());
+                }
+            }
+        }
+        let woken: Vec<String> = out.gone.clone();
+        inner.news.extend(woken);
+        out
+    }
+
+    /// A failed list: the group waits `backoff(failures)` before the next one.
+    pub fn fail_list(&self, group: &GroupKey, backoff: impl Fn(u32) -> Duration, now: Instant) {
+        let mut inner = self.lock();
+        if let Some(g) = inner.groups.get_mut(group) {
+            g.listing = false;
+            g.failures = g.failures.saturating_add(1);
+            g.retry_at = Some(now + backoff(g.failures));
+        }
+    }
+
+    /// Records a GetJobRun answer for `jr`; returns the other refs of that run.
+    pub fn record(
+        &self,
+        group: &GroupKey,
+        jr: &str,
+        run: &JobRun,
+        by: &str,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut inner = self.lock();
+        let jr = jr.to_owned();
+        let Some(g) = inner.groups.get_mut(group) else {
+            return Vec::new();
+        };
+        g.missing.remove(&jr);
+        g.entries.insert(
+            jr.clone(),
+            Entry {
+                run: run.clone(),
+                at: now,
+            },
+        );
+        g.members
+            .get(&jr)
+            .map(|keys| keys.iter().filter(|k| *k != by).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Marks `key` as having news (an observation that changes it): its next reconcile looks.
+    pub fn mark(&self, key: &str) {
+        self.lock().news.insert(key.to_owned());
+    }
+
+    /// Whether `key` has news, clearing it.
+    pub fn take_news(&self, key: &str) -> bool {
+        self.lock().news.remove(key)
+    }
+
+    /// Refs followed and groups, for metrics and tests.
+    pub fn sizes(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.member_of.len(), inner.groups.len())
+    }
+}
+
+fn remove_member(inner: &mut Inner, key: &str, group: &GroupKey, jr: &str) {
+    let Some(g) = inner.groups.get_mut(group) else {
+        return;
+    };
+    if let Some(keys) = g.members.get_mut(jr) {
+        keys.remove(key);
+        if keys.is_empty() {
+            g.members.remove(jr);
+            g.entries.remove(jr);
+            g.missing.remove(jr);
+        }
+    }
+    if g.members.is_empty() && !g.listing {
+        inner.groups.remove(group);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(jr: &str, state: &str) -> JobRun {
+        JobRun {
+            job_run_id: Some(jr.into()),
+            state: Some(state.into()),
+            ..JobRun::default()
+        }
+    }
+
+    fn situation(mode: Mode, runs: usize) -> Situation {
+        Situation {
+            mode,
+            runs,
+            first: false,
+            missing: false,
+            listing: false,
+            too_big: false,
+            retry_in: None,
+        }
+    }
+
+    #[test]
+    fn strategy_table() {
+        let now = Instant::now();
+        let i = Duration::from_secs(30);
+        let fresh = Entry {
+            run: run("jr-1", "Running"),
+            at: now,
+        };
+        let s = situation(Mode::Auto, 10);
+        assert_eq!(
+            strategy(Some(&fresh), &s, i, now),
+            Strategy::Use(Box::new(run("jr-1", "Running")))
+        );
+        let later = now + i;
+        assert_eq!(
+            strategy(Some(&fresh), &s, i, later),
+            Strategy::List,
+            "stale"
+        );
+        assert_eq!(
+            strategy(None, &situation(Mode::Auto, 2), i, now),
+            Strategy::Get
+        );
+        assert_eq!(
+            strategy(None, &situation(Mode::Batched, 1), i, now),
+            Strategy::List
+        );
+        assert_eq!(
+            strategy(None, &situation(Mode::PerRun, 100), i, now),
+            Strategy::Get
+        );
+        assert_eq!(
+            strategy(None, &Situation { first: true, ..s }, i, now),
+            Strategy::Get,
+            "first sight needs the full answer"
+        );
+        assert_eq!(
+            strategy(Some(&fresh), &Situation { missing: true, ..s }, i, now),
+            Strategy::Get,
+            "ended: the final answer"
+        );
+        assert_eq!(
+            strategy(None, &Situation { too_big: true, ..s }, i, now),
+            Strategy::Get
+        );
+        assert_eq!(
+            strategy(None, &Situation { listing: true, ..s }, i, now),
+            Strategy::Wait(Duration::from_secs(1))
+        );
+        let wait = Duration::from_secs(7);
+        assert_eq!(
+            strategy(
+                None,
+                &Situation {
+                    retry_in: Some(wait),
+                    ..s
+                },
+                i,
+                now
+            ),
+            Strategy::Wait(wait)
+        );
+    }
+
+    fn group() -> GroupKey {
+        GroupKey {
+            identity: "operator".into(),
+            region: "cn-hangzhou".into(),
+            endpoint: "https://x".into(),
+            workspace: "w-1".into(),
+        }
+    }
+
+    #[test]
+    fn a_list_serves_followers_and_finds_the_ended() {
+        let obs = Observations::default();
+        let g = group();
+        for (key, jr) in [
+            ("ns/a", "jr-1"),
+            ("ns/b", "jr-1"),
+            ("ns/c", "jr-2"),
+            ("ns/d", "jr-3"),
+        ] {
+            obs.join(key, &g, jr);
+        }
+        let now = Instant::now();
+        let (_, s) = obs.situation(&g, "jr-1", Mode::Auto, false, now);
+        assert_eq!(s.runs, 3);
+        assert!(obs.start_list(&g));
+        assert!(!obs.start_list(&g), "one list at a time");
+        let delivered = obs.finish_list(
+            &g,
+            vec![
+                run("jr-1", "Running"),
+                run("jr-2", "Pending"),
+                run("jr-other", "Running"),
+            ],
+            true,
+            now,
+        );
+        let mut followers: Vec<&str> = delivered
+            .followers
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        followers.sort();
+        assert_eq!(followers, ["ns/a", "ns/b", "ns/c"]);
+        assert_eq!(delivered.gone, ["ns/d"]);
+        assert!(obs.take_news("ns/d") && !obs.take_news("ns/d"));
+        let (entry, s) = obs.situation(&g, "jr-3", Mode::Auto, false, now);
+        assert!(entry.is_none() && s.missing);
+        assert!(
+            obs.situation(&g, "jr-other", Mode::Auto, false, now)
+                .0
+                .is_none(),
+            "untracked runs are not kept"
+        );
+        // The final answer of jr-3 clears it; the ref then leaves.
+        assert!(
+            obs.record(&g, "jr-3", &run("jr-3", "Success"), "ns/d", now)
+                .is_empty()
+        );
+        assert!(!obs.situation(&g, "jr-3", Mode::Auto, false, now).1.missing);
+        obs.leave("ns/d");
+        assert_eq!(obs.situation(&g, "jr-1", Mode::Auto, false, now).1.runs, 2);
+        // A GetJobRun of a shared run names the other refs of that run.
+        assert_eq!(
+            obs.record(&g, "jr-1", &run("jr-1", "Running"), "ns/a", now),
+            ["ns/b"]
+        );
+        obs.retain(&HashSet::new());
+        assert_eq!(obs.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn a_failed_list_backs_the_group_off() {
+        let obs = Observations::default();
+        let g = group();
+        obs.join("ns/a", &g, "jr-1");
+        let now = Instant::now();
+        assert!(obs.start_list(&g));
+        obs.fail_list(&g, |n| Duration::from_secs(5 * u64::from(n)), now);
+        let (_, s) = obs.situation(&g, "jr-1", Mode::Batched, false, now);
+        assert_eq!(s.retry_in, Some(Duration::from_secs(5)));
+        assert!(!s.listing);
+        assert!(obs.start_list(&g));
+        obs.fail_list(&g, |n| Duration::from_secs(5 * u64::from(n)), now);
+        let (_, s) = obs.situation(&g, "jr-1", Mode::Batched, false, now);
+        assert_eq!(s.retry_in, Some(Duration::from_secs(10)));
+    }
+}
