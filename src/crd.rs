@@ -57,6 +57,13 @@ use serde::{Deserialize, Serialize};
         description = "Region the run is read from (spec.regionId or the operator default)"
     ),
     printcolumn(
+        name = "CUHours",
+        type_ = "number",
+        json_path = ".status.usage.cuHours",
+        priority = 1,
+        description = "Compute unit hours the run used, once it ended"
+    ),
+    printcolumn(
         name = "WebUI",
         type_ = "string",
         json_path = ".status.webUI",
@@ -254,10 +261,28 @@ pub struct SparkJobRunRefStatus {
     /// Spark configuration overrides of the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration_overrides: Option<ConfigurationOverrides>,
+    /// What the run used, recorded once when it ended (from ListJobRuns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<RunUsage>,
     /// Ready, Reconciling, Stalled, Succeeded, Failed, Finished and Synced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Resources a run used, as the service accounts them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunUsage {
+    /// Compute unit hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cu_hours: Option<f64>,
+    /// vCPU cores times seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcore_seconds: Option<i64>,
+    /// Memory in MB times seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mb_seconds: Option<i64>,
 }
 
 /// Code and message of the service's state change reason.
@@ -406,6 +431,7 @@ mod tests {
                 "Age",
                 "Workspace",
                 "Region",
+                "CUHours",
                 "WebUI"
             ]
         );

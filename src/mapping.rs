@@ -190,6 +190,9 @@ pub fn apply_job_run(status: &mut SparkJobRunRefStatus, run: &wire::JobRun) {
         status.configuration_overrides = Some(configurations_of(items, &mut cut));
     }
     status.truncated = cut.into_list();
+    if let Some(usage) = &run.usage {
+        status.usage = Some(usage.clone());
+    }
     bound_total(status);
 }
 

@@ -64,6 +64,10 @@ pub struct JobRun {
     /// Documented as a string ("5"); some answers carry a number, so both are accepted.
     #[serde(deserialize_with = "lenient_string")]
     pub priority: Option<String>,
+    /// What the run used, from its ListJobRuns item; filled by the operator only once the run
+    /// ended (a running run's growing usage would cause a write per poll), never sent.
+    #[serde(skip)]
+    pub usage: Option<crate::crd::RunUsage>,
     /// Paths (e.g. `log.driverStdOut`) of fields the answer carried with a value that could
     /// not be decoded; filled by [`decode_get_job_run`], never sent or received.
     #[serde(skip)]
@@ -135,6 +139,19 @@ pub struct Configuration {
     pub config_item_key: Option<String>,
     #[serde(deserialize_with = "lenient")]
     pub config_item_value: Option<String>,
+}
+
+impl ListedRun {
+    /// The usage the item reports, if it reports any.
+    pub fn usage(&self) -> Option<crate::crd::RunUsage> {
+        let any =
+            self.cu_hours.is_some() || self.vcore_seconds.is_some() || self.mb_seconds.is_some();
+        any.then_some(crate::crd::RunUsage {
+            cu_hours: self.cu_hours,
+            vcore_seconds: self.vcore_seconds,
+            mb_seconds: self.mb_seconds,
+        })
+    }
 }
 
 /// Body of a successful `ListJobRuns` answer: one page.

@@ -1051,14 +1051,19 @@ async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
         .map(|i| named(&format!("r{i}"), &format!("jr-{i}"), "Running"))
         .collect();
     let h = batched_harness(Mode::Batched, vec![Ok(running().with_state("Success"))]);
-    *h.service.lists.lock().expect("lists") =
-        VecDeque::from([Ok(sparkjobrun_operator::wire::ListJobRunsResponse {
+    *h.service.lists.lock().expect("lists") = VecDeque::from([
+        Ok(sparkjobrun_operator::wire::ListJobRunsResponse {
             job_runs: (1..=4)
                 .map(|i| listed(&format!("jr-{i}"), "Running"))
                 .collect(),
             next_token: Some(String::new()),
             ..Default::default()
-        })]);
+        }),
+        Ok(sparkjobrun_operator::wire::ListJobRunsResponse {
+            job_runs: vec![listed("jr-5", "Success")],
+            ..Default::default()
+        }),
+    ]);
     for obj in &refs {
         h.ctx.observations.join(
             &format!("data/{}", obj.metadata.name.as_deref().unwrap_or_default()),
@@ -1077,8 +1082,8 @@ async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
     h.reconcile(&refs[4]).await.expect("missing one");
     assert_eq!(
         calls_of(&h),
-        ["list w-1", "jr-5"],
-        "the run missing from the list"
+        ["list w-1", "jr-5", "list w-1"],
+        "the run missing from the list: its final answer, then its usage"
     );
     let sent = h.take();
     let writes: Vec<&Sent> = sent
@@ -1087,6 +1092,7 @@ async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
         .collect();
     assert_eq!(writes.len(), 1, "only the ended run changed: {sent:?}");
     assert_eq!(writes[0].body["status"]["state"], "Success");
+    assert_eq!(writes[0].body["status"]["usage"]["cuHours"], 0.5);
 
     let per_run = batched_harness(Mode::PerRun, (0..5).map(|_| Ok(running())).collect());
     for obj in &refs {

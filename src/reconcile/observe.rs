@@ -180,6 +180,7 @@ async fn read_run<S: JobRunService>(
     .is_none();
     let now = tokio::time::Instant::now();
     let (entry, situation) = ctx.observations.situation(
+        &key,
         &group,
         &request.job_run_id,
         ctx.settings.observe,
@@ -193,6 +194,9 @@ async fn read_run<S: JobRunService>(
     };
     match strategy {
         Strategy::Use(run) => {
+            if let Some(e) = &entry {
+                ctx.observations.took(&key, e.at);
+            }
             ctx.metrics.shared_observations.inc();
             return Ok(*run);
         }
@@ -204,14 +208,25 @@ async fn read_run<S: JobRunService>(
         }
         Strategy::Get => {}
     }
-    let run = get_run(obj, ctx, &request, secret_version).await?;
-    let others = ctx.observations.record(
-        &group,
-        &request.job_run_id,
-        &run,
-        &key,
-        tokio::time::Instant::now(),
-    );
+    let mut run = get_run(obj, ctx, &request, secret_version).await?;
+    let ended = run
+        .state
+        .as_deref()
+        .is_some_and(|s| crate::state::StateClass::of(s).is_terminal());
+    let recorded = super::decide::status_of_run(
+        obj.status.as_ref(),
+        &obj.spec.workspace_id,
+        &obj.spec.job_run_id,
+    )
+    .is_some_and(|s| s.usage.is_some());
+    if ended && !recorded {
+        run.usage = usage_of(obj, ctx, &request, secret_version).await;
+    }
+    let at = tokio::time::Instant::now();
+    let others = ctx
+        .observations
+        .record(&group, &request.job_run_id, &run, &key, at);
+    ctx.observations.took(&key, at);
     super::wake_changed(ctx, others.into_iter().map(|k| (k, run.clone())));
     Ok(run)
 }
@@ -253,6 +268,7 @@ async fn list_group<S: JobRunService>(
         }
     };
     let delivered = ctx.observations.finish_list(group, items, complete, now);
+    ctx.observations.took(&key, now);
     let mut mine = None;
     let mut others = Vec::new();
     for (k, run) in delivered.followers {
@@ -267,6 +283,45 @@ async fn list_group<S: JobRunService>(
         ctx.wake(k);
     }
     Ok(mine)
+}
+
+/// What an ended run used: one ListJobRuns filtered by its id (GetJobRun does not say). A
+/// failure only means the status goes without it.
+async fn usage_of<S: JobRunService>(
+    obj: &SparkJobRunRef,
+    ctx: &Context<S>,
+    request: &GetJobRunRequest,
+    secret_version: &mut Option<String>,
+) -> Option<crate::crd::RunUsage> {
+    let (creds, _) = resolve_credentials(obj, ctx, secret_version).await.ok()?;
+    let list = ListJobRunsRequest {
+        workspace_id: request.workspace_id.clone(),
+        region_id: request.region_id.clone(),
+        endpoint: request.endpoint.clone(),
+        filter: ListFilter {
+            job_run_id: Some(request.job_run_id.clone()),
+            ..ListFilter::default()
+        },
+        max_results: 1,
+        next_token: None,
+    };
+    ctx.admission.acquire().await;
+    ctx.fence.check(&object_key(obj)).ok()?;
+    let started = tokio::time::Instant::now();
+    let result = ctx.service.list_job_runs(&list, &creds).await;
+    let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
+    ctx.metrics.observe_list(outcome, started.elapsed());
+    match result {
+        Ok(page) => page
+            .job_runs
+            .iter()
+            .find(|i| i.run.job_run_id.as_deref() == Some(request.job_run_id.as_str()))
+            .and_then(|i| i.usage()),
+        Err(e) => {
+            warn!(error = %e, "reading the usage of the ended run failed; the status goes without it");
+            None
+        }
+    }
 }
 
 /// Every page of the workspace's active runs, at most [`shared::MAX_PAGES`]; `false` when more

@@ -170,6 +170,9 @@ struct Inner {
     member_of: HashMap<String, (GroupKey, String)>,
     /// Refs woken because an observation changes them.
     news: HashSet<String>,
+    /// When what each ref last took was observed: an entry serves a ref only if it is newer,
+    /// so a ref never takes its own last answer for a fresh one.
+    taken: HashMap<String, Instant>,
 }
 
 /// The shared observations of one process.
@@ -216,6 +219,7 @@ impl Observations {
     pub fn leave(&self, key: &str) {
         let mut inner = self.lock();
         inner.news.remove(key);
+        inner.taken.remove(key);
         if let Some((g, jr)) = inner.member_of.remove(key) {
             remove_member(&mut inner, key, &g, &jr);
         }
@@ -235,9 +239,10 @@ impl Observations {
         }
     }
 
-    /// The situation of a due ref, with the entry of its run.
+    /// The situation of due ref `key`, with the entry of its run if it has not taken it yet.
     pub fn situation(
         &self,
+        key: &str,
         group: &GroupKey,
         job_run_id: &str,
         mode: Mode,
@@ -245,6 +250,7 @@ impl Observations {
         now: Instant,
     ) -> (Option<Entry>, Situation) {
         let inner = self.lock();
+        let taken = inner.taken.get(key).copied();
         let g = inner.groups.get(group);
         let situation = Situation {
             mode,
@@ -257,10 +263,11 @@ impl Observations {
                 .and_then(|g| g.retry_at)
                 .map(|at| at.saturating_duration_since(now)),
         };
-        (
-            g.and_then(|g| g.entries.get(job_run_id)).cloned(),
-            situation,
-        )
+        let entry = g
+            .and_then(|g| g.entries.get(job_run_id))
+            .filter(|e| taken.is_none_or(|t| e.at > t))
+            .cloned();
+        (entry, situation)
     }
 
     /// Claims the group's list; `false` when another ref holds it.
@@ -355,6 +362,11 @@ impl Observations {
             .get(&jr)
             .map(|keys| keys.iter().filter(|k| *k != by).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Records that `key` took what was observed at `at`.
+    pub fn took(&self, key: &str, at: Instant) {
+        self.lock().taken.insert(key.to_owned(), at);
     }
 
     /// Marks `key` as having news (an observation that changes it): its next reconcile looks.
@@ -501,7 +513,7 @@ mod tests {
             obs.join(key, &g, jr);
         }
         let now = Instant::now();
-        let (_, s) = obs.situation(&g, "jr-1", Mode::Auto, false, now);
+        let (_, s) = obs.situation("ns/x", &g, "jr-1", Mode::Auto, false, now);
         assert_eq!(s.runs, 3);
         assert!(obs.start_list(&g));
         assert!(!obs.start_list(&g), "one list at a time");
@@ -524,10 +536,10 @@ mod tests {
         assert_eq!(followers, ["ns/a", "ns/b", "ns/c"]);
         assert_eq!(delivered.gone, ["ns/d"]);
         assert!(obs.take_news("ns/d") && !obs.take_news("ns/d"));
-        let (entry, s) = obs.situation(&g, "jr-3", Mode::Auto, false, now);
+        let (entry, s) = obs.situation("ns/x", &g, "jr-3", Mode::Auto, false, now);
         assert!(entry.is_none() && s.missing);
         assert!(
-            obs.situation(&g, "jr-other", Mode::Auto, false, now)
+            obs.situation("ns/x", &g, "jr-other", Mode::Auto, false, now)
                 .0
                 .is_none(),
             "untracked runs are not kept"
@@ -537,9 +549,32 @@ mod tests {
             obs.record(&g, "jr-3", &run("jr-3", "Success"), "ns/d", now)
                 .is_empty()
         );
-        assert!(!obs.situation(&g, "jr-3", Mode::Auto, false, now).1.missing);
+        assert!(
+            !obs.situation("ns/x", &g, "jr-3", Mode::Auto, false, now)
+                .1
+                .missing
+        );
         obs.leave("ns/d");
-        assert_eq!(obs.situation(&g, "jr-1", Mode::Auto, false, now).1.runs, 2);
+        assert_eq!(
+            obs.situation("ns/x", &g, "jr-1", Mode::Auto, false, now)
+                .1
+                .runs,
+            2
+        );
+        // What a ref took does not serve it again.
+        let (entry, _) = obs.situation("ns/a", &g, "jr-1", Mode::Auto, false, now);
+        let at = entry.expect("listed").at;
+        obs.took("ns/a", at);
+        assert!(
+            obs.situation("ns/a", &g, "jr-1", Mode::Auto, false, now)
+                .0
+                .is_none()
+        );
+        assert!(
+            obs.situation("ns/b", &g, "jr-1", Mode::Auto, false, now)
+                .0
+                .is_some()
+        );
         // A GetJobRun of a shared run names the other refs of that run.
         assert_eq!(
             obs.record(&g, "jr-1", &run("jr-1", "Running"), "ns/a", now),
@@ -557,12 +592,12 @@ mod tests {
         let now = Instant::now();
         assert!(obs.start_list(&g));
         obs.fail_list(&g, |n| Duration::from_secs(5 * u64::from(n)), now);
-        let (_, s) = obs.situation(&g, "jr-1", Mode::Batched, false, now);
+        let (_, s) = obs.situation("ns/x", &g, "jr-1", Mode::Batched, false, now);
         assert_eq!(s.retry_in, Some(Duration::from_secs(5)));
         assert!(!s.listing);
         assert!(obs.start_list(&g));
         obs.fail_list(&g, |n| Duration::from_secs(5 * u64::from(n)), now);
-        let (_, s) = obs.situation(&g, "jr-1", Mode::Batched, false, now);
+        let (_, s) = obs.situation("ns/x", &g, "jr-1", Mode::Batched, false, now);
         assert_eq!(s.retry_in, Some(Duration::from_secs(10)));
     }
 }

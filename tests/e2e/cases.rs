@@ -167,9 +167,10 @@ pub async fn crd_columns_and_names(env: &'static Env) -> Result<(), String> {
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    ensure(header.ends_with(&["WORKSPACE", "REGION", "WEBUI"]), || {
-        format!("wide columns: {header:?}")
-    })?;
+    ensure(
+        header.ends_with(&["WORKSPACE", "REGION", "CUHOURS", "WEBUI"]),
+        || format!("wide columns: {header:?}"),
+    )?;
     ensure(
         out.contains("w-e2e0000000001") && out.contains("cn-hangzhou"),
         || format!("wide row: {out}"),

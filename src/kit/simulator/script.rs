@@ -432,6 +432,7 @@ pub fn job_run_at(script: &RunScript, started_at: Timestamp, now: Timestamp) -> 
             )
         })),
         priority: or(&script.priority, "5"),
+        usage: None,
         undecodable: Vec::new(),
     }
 }
