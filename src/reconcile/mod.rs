@@ -373,7 +373,7 @@ async fn gate<S: JobRunService>(
         return Gate::Observe;
     }
     // Another ref's call brought something that changes this one: take it now (no call).
-    if ctx.observations.take_news(&object_key(obj)) {
+    if ctx.observations.has_news(&object_key(obj)) {
         return Gate::Observe;
     }
     match decide::plan(old, obj.meta().generation, previous) {

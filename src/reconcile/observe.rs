@@ -102,10 +102,13 @@ pub async fn observe<S: JobRunService>(
     let mut secret_version = None;
     match read_run(obj, ctx, fresh, &mut secret_version).await {
         Err(e @ Error::RateLimited { .. }) => Err(e),
-        result => Ok(Observation {
-            result,
-            secret_version,
-        }),
+        result => {
+            ctx.observations.clear_news(&object_key(obj));
+            Ok(Observation {
+                result,
+                secret_version,
+            })
+        }
     }
 }
 

@@ -20,12 +20,21 @@ use super::{Context, error_policy, reconcile};
 use crate::client::JobRunService;
 use crate::crd::SparkJobRunRef;
 
-/// What the reconciler never reads: dropped before objects enter the cache.
+/// What the reconciler never reads: dropped before objects enter the cache, so memory grows
+/// with what the operator needs per ref, not with what GitOps tools and kubectl attach to it.
+/// Kept: name, namespace, uid, resourceVersion, generation, deletionTimestamp, finalizers, the
+/// operator's own annotations, spec and status.
 pub fn trim(obj: &mut SparkJobRunRef) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    meta.creation_timestamp = None;
     if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.retain(|k, _| k.starts_with("emrspark.io/"));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
     }
 }
 

@@ -364,9 +364,11 @@ impl Observations {
             .unwrap_or_default()
     }
 
-    /// Records that `key` took what was observed at `at`.
+    /// Records that `key` took what was observed at `at`: its news, if any, is handled.
     pub fn took(&self, key: &str, at: Instant) {
-        self.lock().taken.insert(key.to_owned(), at);
+        let mut inner = self.lock();
+        inner.taken.insert(key.to_owned(), at);
+        inner.news.remove(key);
     }
 
     /// Marks `key` as having news (an observation that changes it): its next reconcile looks.
@@ -374,9 +376,15 @@ impl Observations {
         self.lock().news.insert(key.to_owned());
     }
 
-    /// Whether `key` has news, clearing it.
-    pub fn take_news(&self, key: &str) -> bool {
-        self.lock().news.remove(key)
+    /// Forgets `key`'s news: an observation was attempted and its outcome recorded.
+    pub fn clear_news(&self, key: &str) {
+        self.lock().news.remove(key);
+    }
+
+    /// Whether `key` has news. Kept until an observation succeeds ([`Observations::took`]): a
+    /// reconcile that found no free token must not lose it for the one the token brings.
+    pub fn has_news(&self, key: &str) -> bool {
+        self.lock().news.contains(key)
     }
 
     /// Refs followed and groups, for metrics and tests.
@@ -535,7 +543,12 @@ mod tests {
         followers.sort();
         assert_eq!(followers, ["ns/a", "ns/b", "ns/c"]);
         assert_eq!(delivered.gone, ["ns/d"]);
-        assert!(obs.take_news("ns/d") && !obs.take_news("ns/d"));
+        assert!(
+            obs.has_news("ns/d") && obs.has_news("ns/d"),
+            "kept until handled"
+        );
+        obs.took("ns/d", now);
+        assert!(!obs.has_news("ns/d"));
         let (entry, s) = obs.situation("ns/x", &g, "jr-3", Mode::Auto, false, now);
         assert!(entry.is_none() && s.missing);
         assert!(

@@ -37,6 +37,10 @@ pub struct SimulatorConfig {
     /// The simulated STS: OIDC roles, role trusts, durations.
     #[serde(default)]
     pub sts: super::sts::StsConfig,
+    /// The account's API quota: service calls per second answered before `Throttling.User`
+    /// (STS calls are not counted). Absent: no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_per_second: Option<f64>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -51,6 +55,7 @@ impl Default for SimulatorConfig {
             runs: Vec::new(),
             faults: Vec::new(),
             sts: super::sts::StsConfig::default(),
+            quota_per_second: None,
         }
     }
 }
@@ -104,6 +109,9 @@ pub struct SimulatorArgs {
         value_parser = |v: &str| Ok::<_, std::convert::Infallible>(AccessKeyArg(Secret::new(v)))
     )]
     pub access_keys: Vec<AccessKeyArg>,
+    /// Service calls per second answered before `Throttling.User` (the account's API quota).
+    #[arg(long, env = "SIMULATOR_QUOTA", value_name = "CALLS_PER_SECOND")]
+    pub quota: Option<f64>,
 }
 
 /// One `--access-key` value, kept whole and redacted until [`SimulatorArgs::to_config`] splits
@@ -130,6 +138,9 @@ impl SimulatorArgs {
         };
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if self.quota.is_some() {
+            config.quota_per_second = self.quota;
         }
         for (index, arg) in self.access_keys.iter().enumerate() {
             let account =

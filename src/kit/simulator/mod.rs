@@ -15,6 +15,7 @@ pub mod counts;
 pub mod error;
 pub mod faults;
 pub mod list;
+pub mod quota;
 pub mod script;
 pub mod server;
 pub mod sts;

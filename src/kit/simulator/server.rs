@@ -26,6 +26,7 @@ use super::counts::{self, CallCounts};
 use super::error::{ServiceError, new_request_id};
 use super::faults::{ActiveFault, Fault, FaultAnswer, FaultError, FaultTable, Target};
 use super::list::{self, ListQuery};
+use super::quota::Quota;
 use super::script::{RunScript, ScriptError, answer_body};
 use super::sts::{self, Issued, OidcRole, RoleTrust, StsCounts, StsState};
 use super::verify::{Account, Accounts, Api, NonceCache, ReceivedRequest, verify, verify_rpc};
@@ -68,6 +69,7 @@ impl Simulator {
                 },
             );
         }
+        state.quota = config.quota_per_second.and_then(Quota::new);
         for fault in config.faults {
             fault.validate()?;
             state.faults.inject(fault);
@@ -178,6 +180,11 @@ impl SimulatorHandle {
         self.shared.lock().counts.clone()
     }
 
+    /// Sets (or, with `None`, lifts) the account's quota of service calls per second.
+    pub fn set_quota(&self, per_second: Option<f64>) {
+        self.shared.lock().quota = per_second.and_then(Quota::new);
+    }
+
     /// CancelJobRun calls the run accepted (0 for an unknown run).
     pub fn cancels_of(&self, job_run_id: &str) -> u64 {
         self.shared
@@ -278,6 +285,7 @@ struct SimState {
     counts: CallCounts,
     nonces: NonceCache,
     sts: StsState,
+    quota: Option<Quota>,
 }
 
 struct StoredRun {
@@ -510,6 +518,11 @@ fn answer(state: &mut SimState, req: &ReceivedRequest, request_id: &str, host: &
         Ok(caller) => caller,
         Err(err) => return fail(err),
     };
+    if let Some(quota) = state.quota.as_mut()
+        && !quota.take(Timestamp::now())
+    {
+        return fail(ServiceError::throttling("Throttling.User", 400, None));
+    }
     if let Api::StartJobRun { .. } = caller.api {
         // Correctly signed for another API of the product, which the simulator does not serve.
         let mut err = ServiceError::api_not_found();
