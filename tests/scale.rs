@@ -348,17 +348,16 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
         sim.add_run(RunScript::new(ws, jr).holding("Success"))
             .expect("run");
     }
-    wait_until(
-        "every change to show",
-        p.interval * 6 + Duration::from_secs(30),
-        || {
-            let seen = seen.lock().expect("seen");
-            changed.iter().all(|(n, _, _)| {
-                seen.get(n)
-                    .is_some_and(|s| s.terminal_at.is_some_and(|t| t >= changed_at))
-            })
-        },
-    )
+    // Per-run mode under the quota may take a whole round of N calls to see a change.
+    let change_timeout =
+        p.interval * 6 + Duration::from_secs_f64(30.0 + 2.0 * p.n as f64 / p.quota);
+    wait_until("every change to show", change_timeout, || {
+        let seen = seen.lock().expect("seen");
+        changed.iter().all(|(n, _, _)| {
+            seen.get(n)
+                .is_some_and(|s| s.terminal_at.is_some_and(|t| t >= changed_at))
+        })
+    })
     .await;
     let mut fresh: Vec<f64> = {
         let seen = seen.lock().expect("seen");
