@@ -335,18 +335,28 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
     let quiet_calls_per_ref_interval =
         quiet_calls as f64 / active as f64 / (window / p.interval.as_secs_f64());
 
-    // Changes: a tenth of the running runs end, all at one known moment.
+    // Changes: some running runs end (a tenth, at most SCALE_CHANGES, default 100: each costs
+    // its final GetJobRun and its usage, so a thousand within one interval would only measure
+    // the quota).
+    let most = env_num("SCALE_CHANGES", 100.0) as usize;
     let changed: Vec<(String, String, String)> = refs
         .iter()
         .enumerate()
         .filter(|(i, _)| i % 10 == 5)
         .map(|(_, r)| r.clone())
+        .take(most)
         .collect();
     let changed_writes_before = writes(&mut changed.iter().map(|(n, _, _)| n));
+    // Spread over one interval, each at a known moment, so freshness is not tied to the phase
+    // of the groups' lists.
     let changed_at = Instant::now();
-    for (_, ws, jr) in &changed {
+    let step = p.interval.div_f64(changed.len().max(1) as f64);
+    let mut when: HashMap<String, Instant> = HashMap::new();
+    for (i, (name, ws, jr)) in changed.iter().enumerate() {
+        tokio::time::sleep_until((changed_at + step * i as u32).into()).await;
         sim.add_run(RunScript::new(ws, jr).holding("Success"))
             .expect("run");
+        when.insert(name.clone(), Instant::now());
     }
     // Per-run mode under the quota may take a whole round of N calls to see a change.
     let change_timeout =
@@ -363,8 +373,8 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
         let seen = seen.lock().expect("seen");
         changed
             .iter()
-            .filter_map(|(n, _, _)| seen.get(n).and_then(|s| s.terminal_at))
-            .map(|t| t.duration_since(changed_at).as_secs_f64())
+            .filter_map(|(n, _, _)| Some((seen.get(n)?.terminal_at?, *when.get(n)?)))
+            .map(|(seen_at, at)| seen_at.saturating_duration_since(at).as_secs_f64())
             .collect()
     };
     // Calls after the final answers: none for ended runs over one more interval.

@@ -261,11 +261,23 @@ async fn list_group<S: JobRunService>(
             match &e {
                 // Not a failure of the list: nobody called.
                 Error::RateLimited { .. } | Error::Fenced { .. } => {
-                    ctx.observations.fail_list(group, |_| Duration::ZERO, now);
+                    ctx.observations
+                        .fail_list(group, false, |_| Duration::ZERO, now);
                 }
-                _ => ctx
-                    .observations
-                    .fail_list(group, |n| backoff.delay(class, n, None), now),
+                _ => {
+                    let refused = class == crate::policy::RetryClass::Permanent;
+                    ctx.observations.fail_list(
+                        group,
+                        refused,
+                        |n| backoff.delay(class, n, None),
+                        now,
+                    );
+                    if refused {
+                        // No ListJobRuns permission, say: this ref (and the group) reads per run.
+                        warn!(error = %e, "ListJobRuns refused; observing this group per run for a while");
+                        return Ok(None);
+                    }
+                }
             }
             return Err(e);
         }

@@ -36,6 +36,10 @@ pub const MIN_BATCH: usize = 3;
 /// run (its list would cost more than it saves).
 pub const MAX_PAGES: usize = 50;
 
+/// How long a group whose list did not pay off, or was refused, is observed per run before
+/// a list is tried again.
+pub const PER_RUN_FOR: Duration = Duration::from_secs(600);
+
 /// `--observe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {
@@ -116,8 +120,9 @@ pub struct Situation {
     /// Its run was missing from the last complete list: ended or gone.
     pub missing: bool,
     pub listing: bool,
-    /// The group's last list needed more than [`MAX_PAGES`] pages.
-    pub too_big: bool,
+    /// Lists do not pay off or are refused for now: the last one needed more than
+    /// [`MAX_PAGES`] pages, or the identity may not call ListJobRuns.
+    pub per_run: bool,
     /// A failed list keeps the group from listing again until then.
     pub retry_in: Option<Duration>,
 }
@@ -138,7 +143,7 @@ pub fn strategy(
         Mode::Batched => true,
         Mode::Auto => s.runs >= MIN_BATCH,
     };
-    if !batch || s.first || s.missing || s.too_big {
+    if !batch || s.first || s.missing || s.per_run {
         return Strategy::Get;
     }
     if s.listing {
@@ -158,7 +163,8 @@ struct Group {
     /// Runs the last complete list did not show.
     missing: HashSet<String>,
     listing: bool,
-    too_big: bool,
+    /// Until when the group is observed per run (see [`Situation::per_run`]).
+    per_run_until: Option<Instant>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -258,7 +264,7 @@ impl Observations {
             first,
             missing: g.is_some_and(|g| g.missing.contains(job_run_id)),
             listing: g.is_some_and(|g| g.listing),
-            too_big: g.is_some_and(|g| g.too_big),
+            per_run: g.is_some_and(|g| g.per_run_until.is_some_and(|t| t > now)),
             retry_in: g
                 .and_then(|g| g.retry_at)
                 .map(|at| at.saturating_duration_since(now)),
@@ -293,7 +299,7 @@ impl Observations {
         g.listing = false;
         g.failures = 0;
         g.retry_at = None;
-        g.too_big = !complete;
+        g.per_run_until = (!complete).then_some(now + PER_RUN_FOR);
         let mut shown = HashSet::new();
         for run in items {
             let Some(jr) = run.job_run_id.clone() else {
@@ -326,11 +332,23 @@ impl Observations {
         out
     }
 
-    /// A failed list: the group waits `backoff(failures)` before the next one.
-    pub fn fail_list(&self, group: &GroupKey, backoff: impl Fn(u32) -> Duration, now: Instant) {
+    /// A failed list: the group waits `backoff(failures)` before the next one. A `refused`
+    /// list (no permission for ListJobRuns, a request the service rejects) turns the group to
+    /// per-run calls for [`PER_RUN_FOR`] instead, so refs are never left waiting on it.
+    pub fn fail_list(
+        &self,
+        group: &GroupKey,
+        refused: bool,
+        backoff: impl Fn(u32) -> Duration,
+        now: Instant,
+    ) {
         let mut inner = self.lock();
         if let Some(g) = inner.groups.get_mut(group) {
             g.listing = false;
+            if refused {
+                g.per_run_until = Some(now + PER_RUN_FOR);
+                return;
+            }
             g.failures = g.failures.saturating_add(1);
             g.retry_at = Some(now + backoff(g.failures));
         }
@@ -364,11 +382,26 @@ impl Observations {
             .unwrap_or_default()
     }
 
-    /// Records that `key` took what was observed at `at`: its news, if any, is handled.
+    /// Records that `key` took what was observed at `at`: its news, if any, is handled. Once
+    /// every ref of the run took the entry, it is dropped: nobody would take it again, so memory
+    /// holds only observations still to be handed out.
     pub fn took(&self, key: &str, at: Instant) {
         let mut inner = self.lock();
         inner.taken.insert(key.to_owned(), at);
         inner.news.remove(key);
+        let Some((group, jr)) = inner.member_of.get(key).cloned() else {
+            return;
+        };
+        let Inner { groups, taken, .. } = &mut *inner;
+        if let Some(g) = groups.get_mut(&group)
+            && let Some(entry) = g.entries.get(&jr)
+            && g.members.get(&jr).is_none_or(|keys| {
+                keys.iter()
+                    .all(|k| taken.get(k).is_some_and(|t| *t >= entry.at))
+            })
+        {
+            g.entries.remove(&jr);
+        }
     }
 
     /// Marks `key` as having news (an observation that changes it): its next reconcile looks.
@@ -430,7 +463,7 @@ mod tests {
             first: false,
             missing: false,
             listing: false,
-            too_big: false,
+            per_run: false,
             retry_in: None,
         }
     }
@@ -477,7 +510,7 @@ mod tests {
             "ended: the final answer"
         );
         assert_eq!(
-            strategy(None, &Situation { too_big: true, ..s }, i, now),
+            strategy(None, &Situation { per_run: true, ..s }, i, now),
             Strategy::Get
         );
         assert_eq!(
@@ -604,13 +637,28 @@ mod tests {
         obs.join("ns/a", &g, "jr-1");
         let now = Instant::now();
         assert!(obs.start_list(&g));
-        obs.fail_list(&g, |n| Duration::from_secs(5 * u64::from(n)), now);
+        obs.fail_list(&g, false, |n| Duration::from_secs(5 * u64::from(n)), now);
         let (_, s) = obs.situation("ns/x", &g, "jr-1", Mode::Batched, false, now);
         assert_eq!(s.retry_in, Some(Duration::from_secs(5)));
         assert!(!s.listing);
         assert!(obs.start_list(&g));
-        obs.fail_list(&g, |n| Duration::from_secs(5 * u64::from(n)), now);
+        obs.fail_list(&g, false, |n| Duration::from_secs(5 * u64::from(n)), now);
         let (_, s) = obs.situation("ns/x", &g, "jr-1", Mode::Batched, false, now);
         assert_eq!(s.retry_in, Some(Duration::from_secs(10)));
+        // Refused (e.g. Forbidden.RAM for ListJobRuns): per-run calls, nobody waits.
+        assert!(obs.start_list(&g));
+        obs.fail_list(&g, true, |_| Duration::from_secs(600), now);
+        let (_, s) = obs.situation("ns/x", &g, "jr-1", Mode::Batched, false, now);
+        assert!(s.per_run);
+        assert_eq!(
+            strategy(None, &s, Duration::from_secs(30), now),
+            Strategy::Get
+        );
+        let later = now + PER_RUN_FOR;
+        assert!(
+            !obs.situation("ns/x", &g, "jr-1", Mode::Batched, false, later)
+                .1
+                .per_run
+        );
     }
 }

@@ -144,6 +144,7 @@ Secrets are read by name only, when an object names one: no list, no watch.
 {{- else if .Values.ttlAfterFinished.default }}
 {{- fail "ttlAfterFinished.default needs ttlAfterFinished.enabled=true" }}
 {{- end }}
+- {{ printf "--observe=%s" .Values.observe | quote }}
 - {{ printf "--rate-limit=%v" .Values.rateLimit | quote }}
 - {{ printf "--rate-burst=%d" (int64 .Values.rateBurst) | quote }}
 - {{ printf "--min-poll-interval=%s" .Values.minPollInterval | quote }}

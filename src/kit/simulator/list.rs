@@ -371,4 +371,50 @@ mod tests {
         );
         assert_eq!(since["totalCount"], 2);
     }
+
+    /// Issue 10.1: a run's ListJobRuns item and its GetJobRun answer give the same status once the
+    /// full answer is known (the item lacks only jobDriver and configurationOverrides, which are
+    /// kept), so the two observation modes write the same thing.
+    #[test]
+    fn an_item_and_the_full_answer_map_to_the_same_status() {
+        use crate::mapping::{PollOutcome, StatusContext, next_status};
+        let started = Timestamp::from_second(1_700_000_000).expect("ts");
+        let now = Timestamp::from_second(1_700_000_050).expect("ts");
+        let script = RunScript::new("w-1", "jr-1").with_phases(vec![
+            Phase::new("Running").for_secs(30.0),
+            Phase::new("Failed").reason("ERR-1", "boom"),
+        ]);
+        let full: crate::wire::GetJobRunResponse =
+            serde_json::from_value(answer_body(&script, started, now, "r")).expect("full");
+        let full = full.job_run.expect("run");
+        let listed: crate::wire::ListedRun =
+            serde_json::from_value(item(&script, started, now)).expect("item");
+        assert!(listed.run.job_driver.is_none() && full.job_driver.is_some());
+        let ctx = StatusContext {
+            generation: Some(1),
+            workspace_id: "w-1",
+            job_run_id: "jr-1",
+            region_id: Some("cn-hangzhou"),
+        };
+        let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+        let running_script = RunScript::new("w-1", "jr-1").holding("Running");
+        let first: crate::wire::GetJobRunResponse =
+            serde_json::from_value(answer_body(&running_script, started, started, "r"))
+                .expect("first");
+        let known = next_status(
+            None,
+            PollOutcome::Run(&first.job_run.expect("run")),
+            ctx,
+            &at,
+        );
+        let by_get = next_status(Some(&known), PollOutcome::Run(&full), ctx, &at);
+        let by_list = next_status(Some(&known), PollOutcome::Run(&listed.run), ctx, &at);
+        assert_eq!(by_list, by_get);
+        assert_eq!(by_list.state.as_deref(), Some("Failed"));
+        assert!(by_list.job_driver.is_some(), "kept from the full answer");
+        assert!(
+            by_list.usage.is_none(),
+            "usage comes only from the final list"
+        );
+    }
 }

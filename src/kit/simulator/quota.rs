@@ -28,11 +28,12 @@ impl Quota {
     /// Whether a call at `now` is within the quota (spending it if so).
     pub fn take(&mut self, now: Timestamp) -> bool {
         let capacity = self.per_second.max(1.0);
+        // Arrivals handled out of order (a later one got the lock first) refill nothing.
         if let Some(last) = self.last {
             let elapsed = now.duration_since(last).as_secs_f64().max(0.0);
             self.tokens = (self.tokens + elapsed * self.per_second).min(capacity);
         }
-        self.last = Some(now);
+        self.last = Some(self.last.map_or(now, |last| last.max(now)));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

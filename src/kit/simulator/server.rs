@@ -388,6 +388,9 @@ impl Reply {
 
 async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    // The quota counts arrivals: a request that waited for the state lock behind a slow page
+    // arrived when it arrived, not when it got its turn.
+    let arrived = Timestamp::now();
     let request_id = new_request_id();
     let headers: Vec<(String, String)> = parts
         .headers
@@ -437,7 +440,7 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 );
                 reply
             } else {
-                let reply = answer(&mut state, &received, &request_id, &host);
+                let reply = answer(&mut state, &received, &request_id, &host, arrived);
                 state
                     .counts
                     .record(action.as_deref(), job_run_id.as_deref(), &reply.outcome);
@@ -512,14 +515,20 @@ impl Params {
 
 /// Decides the answer to one call: signature (which also resolves the API), parameters, faults,
 /// then the call's effect and answer.
-fn answer(state: &mut SimState, req: &ReceivedRequest, request_id: &str, host: &str) -> Reply {
+fn answer(
+    state: &mut SimState,
+    req: &ReceivedRequest,
+    request_id: &str,
+    host: &str,
+    arrived: Timestamp,
+) -> Reply {
     let fail = |err: ServiceError| Reply::error(&err, request_id, host);
     let caller = match verify(req, &state.accounts, Timestamp::now(), &mut state.nonces) {
         Ok(caller) => caller,
         Err(err) => return fail(err),
     };
     if let Some(quota) = state.quota.as_mut()
-        && !quota.take(Timestamp::now())
+        && !quota.take(arrived)
     {
         return fail(ServiceError::throttling("Throttling.User", 400, None));
     }
