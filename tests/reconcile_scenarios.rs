@@ -286,6 +286,21 @@ impl Harness {
         }
     }
 
+    /// The same API and service, with these settings.
+    fn with_settings(self, settings: Settings) -> Self {
+        let ctx = Arc::into_inner(self.ctx).expect("not shared yet");
+        let ctx = Context::new(
+            ctx.client.clone(),
+            self.service.clone(),
+            settings,
+            self.provider.clone(),
+        );
+        Self {
+            ctx: Arc::new(ctx),
+            ..self
+        }
+    }
+
     fn fenced(self, fence: Arc<Fence>) -> Self {
         let ctx = Arc::into_inner(self.ctx).expect("not shared yet");
         Self {
@@ -824,18 +839,7 @@ fn harness_with(
     settings: Settings,
     answers: Vec<Result<JobRun, ApiError>>,
 ) -> Harness {
-    let h = Harness::with_api(accepting_finalizers(obj.clone()), answers);
-    let ctx = Arc::into_inner(h.ctx).expect("not shared yet");
-    let ctx = Context::new(
-        ctx.client.clone(),
-        h.service.clone(),
-        settings,
-        h.provider.clone(),
-    );
-    Harness {
-        ctx: Arc::new(ctx),
-        ..h
-    }
+    Harness::with_api(accepting_finalizers(obj.clone()), answers).with_settings(settings)
 }
 
 fn deleted_with_finalizer(state: &str) -> SparkJobRunRef {
@@ -1013,22 +1017,10 @@ fn batched_harness(
     mode: sparkjobrun_operator::reconcile::shared::Mode,
     answers: Vec<Result<JobRun, ApiError>>,
 ) -> Harness {
-    let h = Harness::with_api(accepting_any(), answers);
-    let ctx = Arc::into_inner(h.ctx).expect("not shared yet");
-    let settings = Settings {
+    Harness::with_api(accepting_any(), answers).with_settings(Settings {
         observe: mode,
         ..Settings::default()
-    };
-    let ctx = Context::new(
-        ctx.client.clone(),
-        h.service.clone(),
-        settings,
-        h.provider.clone(),
-    );
-    Harness {
-        ctx: Arc::new(ctx),
-        ..h
-    }
+    })
 }
 
 fn calls_of(h: &Harness) -> Vec<String> {
