@@ -1093,6 +1093,53 @@ async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
     assert_eq!(calls_of(&per_run), ["jr-1", "jr-2", "jr-3", "jr-4", "jr-5"]);
 }
 
+/// Issue 10 (found by the 10 000-ref benchmark): a throttled page of a list is asked again
+/// after a short wait instead of failing the group's whole round (which cost the pages read,
+/// a backoff of the group and, for every ref waiting on it, a late look).
+#[tokio::test(start_paused = true)]
+async fn a_throttled_page_is_asked_again_and_the_round_completes() {
+    use sparkjobrun_operator::reconcile::shared::{GroupKey, Mode};
+    let refs: Vec<SparkJobRunRef> = (1..=4)
+        .map(|i| named(&format!("r{i}"), &format!("jr-{i}"), "Running"))
+        .collect();
+    let h = batched_harness(Mode::Batched, Vec::new());
+    let page = |ids: std::ops::RangeInclusive<i32>, token: Option<&str>| {
+        Ok(sparkjobrun_operator::wire::ListJobRunsResponse {
+            job_runs: ids.map(|i| listed(&format!("jr-{i}"), "Running")).collect(),
+            next_token: token.map(str::to_owned),
+            ..Default::default()
+        })
+    };
+    *h.service.lists.lock().expect("lists") = VecDeque::from([
+        page(1..=2, Some("sim-2")),
+        Err(api_error(
+            ApiErrorKind::Throttled,
+            Some("Throttling.User"),
+            "Request was denied due to user flow control.",
+        )),
+        page(3..=4, None),
+    ]);
+    for obj in &refs {
+        let request =
+            sparkjobrun_operator::reconcile::observe::resolve_request(obj, &h.ctx.settings)
+                .expect("request");
+        h.ctx.observations.join(
+            &format!("data/{}", obj.metadata.name.as_deref().unwrap_or_default()),
+            &GroupKey::of(obj, &request),
+            &obj.spec.job_run_id,
+        );
+    }
+    for obj in &refs {
+        h.reconcile(obj).await.expect("reconciles");
+    }
+    assert_eq!(
+        calls_of(&h),
+        ["list w-1", "list w-1", "list w-1"],
+        "page 1, page 2 throttled, page 2 again; the other refs take the list's answer"
+    );
+    assert!(h.take().is_empty(), "nothing changed: no write, no event");
+}
+
 /// Issue 10.2: two refs of the same run share its observation: once both follow the run (after
 /// their first look), the one due second makes no call of its own.
 #[tokio::test(start_paused = true)]

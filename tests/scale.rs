@@ -22,6 +22,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
 use sparkjobrun_operator::kit::devenv::{ControlPlane, ControlPlaneOptions};
+use sparkjobrun_operator::kit::simulator::counts::Call;
 use sparkjobrun_operator::kit::simulator::{
     Account, RunScript, Simulator, SimulatorConfig, SimulatorHandle,
 };
@@ -146,10 +147,73 @@ struct Report {
     writes_per_change: f64,
     fresh_p50: f64,
     fresh_p99: f64,
+    /// Where the freshness went (from the simulator's journal of calls).
+    parts: Parts,
     rss_mib: f64,
     cpu_pct: f64,
     apiserver_cpu_pct: f64,
     throttled: u64,
+}
+
+/// Freshness taken apart, as (p50, p99) seconds; `list_gap` is (p50, max).
+#[derive(Default)]
+struct Parts {
+    to_list: (f64, f64),
+    to_get: (f64, f64),
+    get_to_seen: (f64, f64),
+    list_gap: (f64, f64),
+    /// Throttled calls in the window, by action.
+    throttled: BTreeMap<String, u64>,
+}
+
+/// Reads the simulator's journal from `from`: for each change `(workspace, run, changed at,
+/// status seen at)`, when its workspace was next listed and when its run was next asked for.
+fn parts(calls: &[Call], changes: &[(String, String, Instant, Instant)]) -> Parts {
+    let is_round = |c: &Call| {
+        c.action.as_deref() == Some("ListJobRuns") && c.first_page && c.job_run_id.is_none()
+    };
+    let (mut to_list, mut to_get, mut get_to_seen) = (Vec::new(), Vec::new(), Vec::new());
+    for (ws, jr, at, seen) in changes {
+        let after = |c: &&Call| c.at >= *at;
+        if let Some(list) = calls
+            .iter()
+            .filter(after)
+            .find(|c| is_round(c) && c.workspace_id.as_deref() == Some(ws.as_str()))
+        {
+            to_list.push(list.at.duration_since(*at).as_secs_f64());
+        }
+        if let Some(get) = calls.iter().filter(after).find(|c| {
+            c.action.as_deref() == Some("GetJobRun") && c.job_run_id.as_deref() == Some(jr.as_str())
+        }) {
+            to_get.push(get.at.duration_since(*at).as_secs_f64());
+            get_to_seen.push(seen.saturating_duration_since(get.at).as_secs_f64());
+        }
+    }
+    let mut last: HashMap<&str, Instant> = HashMap::new();
+    let mut gaps = Vec::new();
+    for c in calls.iter().filter(|c| is_round(c)) {
+        let ws = c.workspace_id.as_deref().unwrap_or_default();
+        if let Some(before) = last.insert(ws, c.at) {
+            gaps.push(c.at.duration_since(before).as_secs_f64());
+        }
+    }
+    let mut throttled = BTreeMap::new();
+    for c in calls.iter().filter(|c| c.outcome.starts_with("Throttling")) {
+        *throttled
+            .entry(c.action.clone().unwrap_or_default())
+            .or_insert(0) += 1;
+    }
+    let both = |v: &mut Vec<f64>| (percentile(v, 50.0), percentile(v, 99.0));
+    Parts {
+        to_list: both(&mut to_list),
+        to_get: both(&mut to_get),
+        get_to_seen: both(&mut get_to_seen),
+        list_gap: (
+            percentile(&mut gaps, 50.0),
+            gaps.iter().copied().fold(0.0, f64::max),
+        ),
+        throttled,
+    }
 }
 
 fn print(r: &Report, p: &Params) {
@@ -188,6 +252,27 @@ fn print(r: &Report, p: &Params) {
     println!(
         "| freshness p50 / p99 | {:.1} s / {:.1} s |",
         r.fresh_p50, r.fresh_p99
+    );
+    let q = &r.parts;
+    println!(
+        "| change → next list of its workspace, p50 / p99 | {:.1} s / {:.1} s |",
+        q.to_list.0, q.to_list.1
+    );
+    println!(
+        "| change → its GetJobRun, p50 / p99 | {:.1} s / {:.1} s |",
+        q.to_get.0, q.to_get.1
+    );
+    println!(
+        "| GetJobRun → status seen, p50 / p99 | {:.1} s / {:.1} s |",
+        q.get_to_seen.0, q.get_to_seen.1
+    );
+    println!(
+        "| gap between a workspace's lists, p50 / max | {:.1} s / {:.1} s |",
+        q.list_gap.0, q.list_gap.1
+    );
+    println!(
+        "| throttled from the quiet window on, by API | {:?} |",
+        q.throttled
     );
     println!("| operator RSS | {:.1} MiB |", r.rss_mib);
     println!("| operator CPU, quiet | {:.1} % of a core |", r.cpu_pct);
@@ -238,16 +323,31 @@ fn spawn_operator(
         }
         None => ("warn", std::process::Stdio::null()),
     };
-    std::process::Command::new(env!("CARGO_BIN_EXE_sparkjobrun-operator"))
+    // SCALE_OPERATOR_BIN: another build of the operator (one with debug info, for a profile).
+    let bin = operator_bin();
+    // SCALE_HEAPTRACK=PREFIX runs the operator under heaptrack (a heap profile per mode, in
+    // PREFIX-<mode>.zst); RSS and CPU are then those of the profiled process.
+    let mut command = match std::env::var_os("SCALE_HEAPTRACK") {
+        Some(prefix) => {
+            let mut c = std::process::Command::new("heaptrack");
+            let mut out = prefix;
+            out.push(format!("-{mode}"));
+            c.arg("-o").arg(out).arg(bin);
+            c
+        }
+        None => std::process::Command::new(bin),
+    };
+    command
         .args(["run", "--namespace", ns, "--endpoint", &sim.endpoint()])
         .args(["--default-region", REGION, "--observe", mode])
         .args(["--metrics-addr", "127.0.0.1:0"])
-        // Below the quota, as the README advises: the operator's bucket and the service's are not
-        // in step, so a limit equal to the quota is throttled at the edges.
+        // Below the quota, as the README advises: the bucket can send rate + burst calls within
+        // one second, so both together stay at the quota (a burst of a quarter of it on top of
+        // 90 % was throttled whenever a list round met a full bucket).
         .args(["--rate-limit", &(p.quota * 0.9).to_string()])
         .args([
             "--rate-burst",
-            &((p.quota / 4.0).ceil() as u64).max(1).to_string(),
+            &((p.quota * 0.1).floor() as u64).max(1).to_string(),
         ])
         .args(["--poll-running", &interval, "--poll-queued", &interval])
         .args([
@@ -268,6 +368,50 @@ fn spawn_operator(
         .stderr(stderr)
         .spawn()
         .expect("operator starts")
+}
+
+fn operator_bin() -> std::ffi::OsString {
+    std::env::var_os("SCALE_OPERATOR_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sparkjobrun-operator").into())
+}
+
+/// The operator's own process: the child, or under heaptrack the child's descendant running
+/// the operator's binary.
+fn operator_pid(child: &std::process::Child) -> u32 {
+    if std::env::var_os("SCALE_HEAPTRACK").is_none() {
+        return child.id();
+    }
+    let bin = std::fs::canonicalize(operator_bin()).expect("binary");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let mut todo = vec![child.id()];
+        while let Some(pid) = todo.pop() {
+            if std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&bin) {
+                return pid;
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the operator did not start under heaptrack");
+}
+
+/// Stops the operator; under heaptrack with SIGTERM, so the profile is written out.
+fn stop_operator(child: &mut std::process::Child, pid: u32) {
+    if pid == child.id() {
+        let _ = child.kill();
+    } else {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    let _ = child.wait();
 }
 
 async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: &Params) -> Report {
@@ -300,7 +444,7 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
 
     let started = Instant::now();
     let mut operator = spawn_operator(plane, &sim, &ns, mode, p);
-    let pid = operator.id();
+    let pid = operator_pid(&operator);
     let sync_timeout = Duration::from_secs_f64(60.0 + 3.0 * p.n as f64 / p.quota);
     wait_until("every ref to show its state", sync_timeout, || {
         let seen = seen.lock().expect("seen");
@@ -377,6 +521,21 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
             .map(|(seen_at, at)| seen_at.saturating_duration_since(at).as_secs_f64())
             .collect()
     };
+    let parts = {
+        let seen = seen.lock().expect("seen");
+        let changes: Vec<(String, String, Instant, Instant)> = changed
+            .iter()
+            .filter_map(|(n, ws, jr)| {
+                Some((
+                    ws.clone(),
+                    jr.clone(),
+                    *when.get(n)?,
+                    seen.get(n)?.terminal_at?,
+                ))
+            })
+            .collect();
+        parts(&sim.journal_since(t0), &changes)
+    };
     // Calls after the final answers: none for ended runs over one more interval.
     let terminal_calls = |sim: &SimulatorHandle| -> u64 {
         let calls = sim.calls();
@@ -392,8 +551,7 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
     let changed_writes = writes(&mut changed.iter().map(|(n, _, _)| n)) - changed_writes_before;
     let throttled = sim.calls().for_outcome("Throttling.User");
 
-    let _ = operator.kill();
-    let _ = operator.wait();
+    stop_operator(&mut operator, pid);
     watcher.abort();
     Report {
         mode,
@@ -407,6 +565,7 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
         writes_per_change: changed_writes as f64 / changed.len().max(1) as f64,
         fresh_p50: percentile(&mut fresh, 50.0),
         fresh_p99: percentile(&mut fresh, 99.0),
+        parts,
         rss_mib: rss,
         cpu_pct,
         apiserver_cpu_pct,

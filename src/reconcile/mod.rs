@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tokio::time::Instant;
@@ -29,7 +28,7 @@ use tracing::{Instrument, info_span, warn};
 
 use crate::client::JobRunService;
 use crate::conditions::{self, Reason, Sync};
-use crate::config::{FIELD_MANAGER, Settings};
+use crate::config::Settings;
 use crate::crd::{SparkJobRunRef, SparkJobRunRefStatus};
 use crate::credentials::CredentialProvider;
 use crate::credentials::roles::RoleAssumer;
@@ -66,7 +65,6 @@ pub struct Context<S> {
     waker: std::sync::OnceLock<Waker>,
     /// The process-wide rate limit with its fair line.
     pub admission: Arc<Admission>,
-    recorder: Recorder,
 }
 
 impl<S: JobRunService> Context<S> {
@@ -76,13 +74,8 @@ impl<S: JobRunService> Context<S> {
         settings: Settings,
         credentials: Arc<dyn CredentialProvider>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: settings.instance.clone(),
-        };
         let metrics = Arc::new(Metrics::new());
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
             admission: Arc::new(Admission::new(settings.rate)),
             roles: Arc::new(RoleAssumer::from_settings(settings.sts.clone(), &metrics)),
             readiness: Arc::new(Readiness::new(settings.watch_outage_grace)),

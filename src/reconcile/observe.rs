@@ -339,6 +339,11 @@ async fn usage_of<S: JobRunService>(
     }
 }
 
+/// Times a throttled page of a list is asked again before the list fails.
+pub const PAGE_RETRIES: u32 = 2;
+/// The shortest wait before asking a throttled page again.
+const PAGE_RETRY_WAIT: Duration = Duration::from_secs(1);
+
 /// Every page of the workspace's active runs, at most [`shared::MAX_PAGES`]; `false` when more
 /// were left.
 async fn list_pages<S: JobRunService>(
@@ -366,11 +371,29 @@ async fn list_pages<S: JobRunService>(
         } else {
             ctx.admission.acquire().await;
         }
-        ctx.fence.check(&object_key(obj))?;
-        let started = tokio::time::Instant::now();
-        let result = ctx.service.list_job_runs(&page_request, &creds).await;
-        let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
-        ctx.metrics.observe_list(outcome, started.elapsed());
+        let mut retries = 0;
+        let result = loop {
+            ctx.fence.check(&object_key(obj))?;
+            let started = tokio::time::Instant::now();
+            let result = ctx.service.list_job_runs(&page_request, &creds).await;
+            let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
+            ctx.metrics.observe_list(outcome, started.elapsed());
+            match result {
+                // A throttled page is asked again, shortly and a bounded number of times,
+                // rather than losing the pages already read and the group's whole round (the
+                // account's quota is shared with other clients, so this happens).
+                Err(e) if e.kind == ApiErrorKind::Throttled && retries < PAGE_RETRIES => {
+                    retries += 1;
+                    let wait = e
+                        .retry_after
+                        .unwrap_or(PAGE_RETRY_WAIT)
+                        .clamp(PAGE_RETRY_WAIT, PAGE_RETRY_WAIT * 5);
+                    tokio::time::sleep(wait).await;
+                    ctx.admission.acquire().await;
+                }
+                result => break result,
+            }
+        };
         let answer = result.map_err(|source| {
             if is_expired_token(&source) {
                 forget(ctx, &origin);

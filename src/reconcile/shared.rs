@@ -82,10 +82,11 @@ impl GroupKey {
     }
 }
 
-/// What is known about one run.
+/// What is known about one run. Boxed: a group's table of entries keeps its capacity after
+/// the entries are taken, so it should hold pointers, not whole answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub run: JobRun,
+    pub run: Box<JobRun>,
     pub at: Instant,
 }
 
@@ -136,7 +137,7 @@ pub fn strategy(
     if let Some(e) = entry.filter(|e| e.fresh_for(interval, now))
         && !s.missing
     {
-        return Strategy::Use(Box::new(e.run.clone()));
+        return Strategy::Use(e.run.clone());
     }
     let batch = match s.mode {
         Mode::PerRun => false,
@@ -309,7 +310,13 @@ impl Observations {
             if let Some(keys) = g.members.get(&jr) {
                 out.followers
                     .extend(keys.iter().map(|k| (k.clone(), run.clone())));
-                g.entries.insert(jr.clone(), Entry { run, at: now });
+                g.entries.insert(
+                    jr.clone(),
+                    Entry {
+                        run: Box::new(run),
+                        at: now,
+                    },
+                );
                 shown.insert(jr);
             }
         }
@@ -372,7 +379,7 @@ impl Observations {
         g.entries.insert(
             jr.clone(),
             Entry {
-                run: run.clone(),
+                run: Box::new(run.clone()),
                 at: now,
             },
         );
@@ -401,6 +408,10 @@ impl Observations {
             })
         {
             g.entries.remove(&jr);
+            // After a list round is handed out the table is mostly empty: give the room back.
+            if g.entries.capacity() > 64 && g.entries.len() * 4 < g.entries.capacity() {
+                g.entries.shrink_to_fit();
+            }
         }
     }
 
@@ -473,7 +484,7 @@ mod tests {
         let now = Instant::now();
         let i = Duration::from_secs(30);
         let fresh = Entry {
-            run: run("jr-1", "Running"),
+            run: Box::new(run("jr-1", "Running")),
             at: now,
         };
         let s = situation(Mode::Auto, 10);

@@ -82,6 +82,60 @@ impl CallCounts {
     }
 }
 
+/// How many calls [`Journal`] keeps: enough for a benchmark's whole run at 10 000 refs, bounded
+/// so a long-running demo simulator does not grow without end.
+pub const JOURNAL_CAP: usize = 100_000;
+
+/// One service call, when it arrived and what it was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub at: std::time::Instant,
+    pub action: Option<String>,
+    pub workspace_id: Option<String>,
+    /// The run the path names, or the `jobRunId` filter of a ListJobRuns.
+    pub job_run_id: Option<String>,
+    /// A ListJobRuns without `nextToken`: the first page of a list.
+    pub first_page: bool,
+    pub outcome: String,
+}
+
+/// The latest [`JOURNAL_CAP`] calls, oldest first, so a benchmark can tell where time went
+/// (when a run's change was first asked about, how far apart a workspace's lists were).
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    calls: std::collections::VecDeque<Call>,
+}
+
+impl Journal {
+    pub fn push(&mut self, call: Call) {
+        if self.calls.len() == JOURNAL_CAP {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(call);
+    }
+
+    /// Calls that arrived at or after `since`.
+    pub fn since(&self, since: std::time::Instant) -> Vec<Call> {
+        let start = self.calls.partition_point(|c| c.at < since);
+        self.calls.range(start..).cloned().collect()
+    }
+}
+
+/// `(jobRunId filter, whether nextToken is absent)` of a ListJobRuns query string.
+pub fn list_query_facts(query: &str) -> (Option<String>, bool) {
+    let mut job_run_id = None;
+    let mut first_page = true;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "jobRunId" => job_run_id = crate::signer::percent_decode(value),
+            "nextToken" if !value.is_empty() => first_page = false,
+            _ => {}
+        }
+    }
+    (job_run_id, first_page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +161,39 @@ mod tests {
         let json = serde_json::to_value(&counts).expect("encodes");
         assert_eq!(json["byJobRun"]["jr-1"], 2);
         assert_eq!(json["byOutcome"]["InvalidApi.NotFound"], 1);
+    }
+
+    #[test]
+    fn journal_is_bounded_and_reads_from_a_moment() {
+        let mut journal = Journal::default();
+        let start = std::time::Instant::now();
+        let call = |i: usize| Call {
+            at: start + std::time::Duration::from_millis(i as u64),
+            action: Some("GetJobRun".into()),
+            workspace_id: Some("w-1".into()),
+            job_run_id: Some(format!("jr-{i}")),
+            first_page: false,
+            outcome: ACCEPTED.into(),
+        };
+        for i in 0..JOURNAL_CAP + 5 {
+            journal.push(call(i));
+        }
+        assert_eq!(journal.since(start).len(), JOURNAL_CAP, "oldest dropped");
+        let late = journal.since(start + std::time::Duration::from_millis(JOURNAL_CAP as u64));
+        assert_eq!(late.len(), 5);
+        assert_eq!(late[0].job_run_id.as_deref(), Some("jr-100000"));
+    }
+
+    #[test]
+    fn list_queries_name_their_run_and_page() {
+        assert_eq!(
+            list_query_facts("jobRunId=jr-1&maxResults=1&regionId=cn"),
+            (Some("jr-1".into()), true)
+        );
+        assert_eq!(
+            list_query_facts("maxResults=100&nextToken=sim-100&states=%5B%22Running%22%5D"),
+            (None, false)
+        );
+        assert_eq!(list_query_facts(""), (None, true));
     }
 }

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::SimulatorError;
 use super::cli::SimulatorConfig;
-use super::counts::{self, CallCounts};
+use super::counts::{self, Call, CallCounts, Journal};
 use super::error::{ServiceError, new_request_id};
 use super::faults::{ActiveFault, Fault, FaultAnswer, FaultError, FaultTable, Target};
 use super::list::{self, ListQuery};
@@ -180,6 +180,11 @@ impl SimulatorHandle {
         self.shared.lock().counts.clone()
     }
 
+    /// Service calls that arrived at or after `since` (the latest [`counts::JOURNAL_CAP`]).
+    pub fn journal_since(&self, since: std::time::Instant) -> Vec<Call> {
+        self.shared.lock().journal.since(since)
+    }
+
     /// Sets (or, with `None`, lifts) the account's quota of service calls per second.
     pub fn set_quota(&self, per_second: Option<f64>) {
         self.shared.lock().quota = per_second.and_then(Quota::new);
@@ -283,6 +288,7 @@ struct SimState {
     runs: HashMap<String, StoredRun>,
     faults: FaultTable,
     counts: CallCounts,
+    journal: Journal,
     nonces: NonceCache,
     sts: StsState,
     quota: Option<Quota>,
@@ -413,6 +419,19 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .as_ref()
         .and_then(|api| api.job_run_id().map(str::to_owned));
     let action = api.as_ref().map(|api| api.action().to_owned());
+    let workspace_id = api.as_ref().map(|api| api.workspace_id().to_owned());
+    let (filtered_run, first_page) = match &api {
+        Some(Api::ListJobRuns { .. }) => counts::list_query_facts(parts.uri.query().unwrap_or("")),
+        _ => (None, false),
+    };
+    let journal_entry = |outcome: &str| Call {
+        at: std::time::Instant::now(),
+        action: action.clone(),
+        workspace_id: workspace_id.clone(),
+        job_run_id: job_run_id.clone().or_else(|| filtered_run.clone()),
+        first_page,
+        outcome: outcome.to_owned(),
+    };
     // Only the key id of the credential is logged, never the signature or any secret.
     let credential = received
         .header("authorization")
@@ -444,6 +463,7 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 state
                     .counts
                     .record(action.as_deref(), job_run_id.as_deref(), &reply.outcome);
+                state.journal.push(journal_entry(&reply.outcome));
                 reply
             }
         }
@@ -454,10 +474,11 @@ async fn service(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 "The request body is too large or could not be read.",
             );
             let reply = Reply::error(&err, &request_id, &host);
-            shared
-                .lock()
+            let mut state = shared.lock();
+            state
                 .counts
                 .record(action.as_deref(), job_run_id.as_deref(), &reply.outcome);
+            state.journal.push(journal_entry(&reply.outcome));
             reply
         }
     };

@@ -250,6 +250,15 @@ impl Api {
         }
     }
 
+    pub fn workspace_id(&self) -> &str {
+        match self {
+            Self::GetJobRun { workspace_id, .. }
+            | Self::CancelJobRun { workspace_id, .. }
+            | Self::ListJobRuns { workspace_id }
+            | Self::StartJobRun { workspace_id } => workspace_id,
+        }
+    }
+
     /// The job run the path names, if it names one.
     pub fn job_run_id(&self) -> Option<&str> {
         match self {
