@@ -221,6 +221,19 @@ impl Admission {
         }
     }
 
+    /// Gives back a token handed to `key` before `since` (when its reconcile began) that the
+    /// reconcile did not spend: it found what it needed without a call (another ref's list had
+    /// come in while it stood in line). Kept, such a token would be lost to everyone for
+    /// [`GRANT_TTL`]; with many refs in line that starved the calls that were needed.
+    pub fn release_unused(&self, key: &str, since: Instant) {
+        if let Ok(mut s) = self.state.lock()
+            && s.granted.get(key).is_some_and(|(at, _)| *at <= since)
+        {
+            s.granted.remove(key);
+            s.bucket.give_back();
+        }
+    }
+
     /// Forgets every key not in `live` (objects deleted or out of scope).
     pub fn retain(&self, live: &std::collections::HashSet<String>) {
         if let Ok(mut s) = self.state.lock() {
@@ -445,5 +458,36 @@ mod tests {
         adm.forget("a/2");
         assert!(matches!(adm.admit("b", "b/1", t1, t1), Admit::Go { .. }));
         assert_eq!(adm.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_not_spent_goes_back_at_once() {
+        let adm = Admission::new(limit(1.0, 1));
+        let t = Instant::now();
+        assert_eq!(
+            adm.admit("ns", "ns/a", t, t),
+            Admit::Go {
+                waited: Duration::ZERO
+            }
+        );
+        assert!(matches!(
+            adm.admit("ns", "ns/b", t, t),
+            Admit::Queued { .. }
+        ));
+        assert!(matches!(
+            adm.admit("ns", "ns/c", t, t),
+            Admit::Queued { .. }
+        ));
+        let one = t + Duration::from_secs(1);
+        assert_eq!(adm.hand_out(one).as_deref(), Ok("ns/b"));
+        // b's reconcile begins after the grant and needs no call: the token is c's now.
+        adm.release_unused("ns/b", one);
+        assert_eq!(adm.hand_out(one).as_deref(), Ok("ns/c"));
+        // A grant made after the reconcile began is for the next one: kept.
+        adm.release_unused("ns/c", t);
+        assert!(matches!(
+            adm.admit("ns", "ns/c", one, one),
+            Admit::Go { .. }
+        ));
     }
 }

@@ -296,6 +296,8 @@ pub async fn reconcile<S: JobRunService>(
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
     let result = pipeline(&obj, &ctx).instrument(span).await;
+    // A token handed out for this reconcile and not spent goes back to the line.
+    ctx.admission.release_unused(&object_key(&obj), started);
     ctx.metrics
         .observe_reconcile(result.is_ok(), started.elapsed());
     result

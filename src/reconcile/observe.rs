@@ -259,8 +259,12 @@ async fn list_group<S: JobRunService>(
             let backoff = &ctx.settings.backoff;
             let class = e.retry_class();
             match &e {
+                // In the rate limit's line: the others of the group wait for this list.
+                Error::RateLimited { wait, .. } => {
+                    ctx.observations.queue_list(group, &key, now + *wait);
+                }
                 // Not a failure of the list: nobody called.
-                Error::RateLimited { .. } | Error::Fenced { .. } => {
+                Error::Fenced { .. } => {
                     ctx.observations
                         .fail_list(group, false, |_| Duration::ZERO, now);
                 }

@@ -168,6 +168,9 @@ struct Group {
     per_run_until: Option<Instant>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// A ref whose list stands in the rate limit's line, and until when: the others of the
+    /// group wait for its answer instead of joining the line themselves.
+    list_queued: Option<(String, Instant)>,
 }
 
 #[derive(Debug, Default)]
@@ -267,7 +270,14 @@ impl Observations {
             listing: g.is_some_and(|g| g.listing),
             per_run: g.is_some_and(|g| g.per_run_until.is_some_and(|t| t > now)),
             retry_in: g
-                .and_then(|g| g.retry_at)
+                .and_then(|g| {
+                    let queued = g
+                        .list_queued
+                        .as_ref()
+                        .filter(|(by, until)| by != key && *until > now)
+                        .map(|(_, until)| *until);
+                    g.retry_at.max(queued)
+                })
                 .map(|at| at.saturating_duration_since(now)),
         };
         let entry = g
@@ -284,6 +294,16 @@ impl Observations {
         !std::mem::replace(&mut g.listing, true)
     }
 
+    /// The list `key` claimed found no free token: it stands in line (woken in turn, by `until`
+    /// at the latest) and the group's other refs wait for it rather than queue as well.
+    pub fn queue_list(&self, group: &GroupKey, key: &str, until: Instant) {
+        let mut inner = self.lock();
+        if let Some(g) = inner.groups.get_mut(group) {
+            g.listing = false;
+            g.list_queued = Some((key.to_owned(), until));
+        }
+    }
+
     /// Ends a list: `items` are the active runs it showed (all of them, when `complete`).
     pub fn finish_list(
         &self,
@@ -298,6 +318,7 @@ impl Observations {
             return out;
         };
         g.listing = false;
+        g.list_queued = None;
         g.failures = 0;
         g.retry_at = None;
         g.per_run_until = (!complete).then_some(now + PER_RUN_FOR);
@@ -352,6 +373,7 @@ impl Observations {
         let mut inner = self.lock();
         if let Some(g) = inner.groups.get_mut(group) {
             g.listing = false;
+            g.list_queued = None;
             if refused {
                 g.per_run_until = Some(now + PER_RUN_FOR);
                 return;
@@ -639,6 +661,44 @@ mod tests {
         );
         obs.retain(&HashSet::new());
         assert_eq!(obs.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn a_list_in_line_holds_the_others_back() {
+        let obs = Observations::default();
+        let g = group();
+        for (key, jr) in [("ns/a", "jr-1"), ("ns/b", "jr-2"), ("ns/c", "jr-3")] {
+            obs.join(key, &g, jr);
+        }
+        let now = Instant::now();
+        let i = Duration::from_secs(30);
+        assert!(obs.start_list(&g));
+        obs.queue_list(&g, "ns/a", now + Duration::from_secs(6));
+        let (_, b) = obs.situation("ns/b", &g, "jr-2", Mode::Batched, false, now);
+        assert_eq!(
+            strategy(None, &b, i, now),
+            Strategy::Wait(Duration::from_secs(6)),
+            "b waits for a's list instead of queuing"
+        );
+        let (_, a) = obs.situation("ns/a", &g, "jr-1", Mode::Batched, false, now);
+        assert_eq!(
+            strategy(None, &a, i, now),
+            Strategy::List,
+            "a lists in its turn"
+        );
+        let (_, missing) = obs.situation("ns/c", &g, "jr-3", Mode::Batched, true, now);
+        assert_eq!(
+            strategy(None, &missing, i, now),
+            Strategy::Get,
+            "a first look does not wait for lists"
+        );
+        let late = now + Duration::from_secs(7);
+        let (_, b) = obs.situation("ns/b", &g, "jr-2", Mode::Batched, false, late);
+        assert_eq!(strategy(None, &b, i, late), Strategy::List, "a never came");
+        assert!(obs.start_list(&g));
+        obs.finish_list(&g, vec![run("jr-1", "Running")], false, now);
+        let (_, b) = obs.situation("ns/b", &g, "jr-2", Mode::Batched, false, now);
+        assert_eq!(b.retry_in, None, "a finished list frees the group");
     }
 
     #[test]
