@@ -254,22 +254,14 @@ fn print(r: &Report, p: &Params) {
         r.fresh_p50, r.fresh_p99
     );
     let q = &r.parts;
-    println!(
-        "| change → next list of its workspace, p50 / p99 | {:.1} s / {:.1} s |",
-        q.to_list.0, q.to_list.1
-    );
-    println!(
-        "| change → its GetJobRun, p50 / p99 | {:.1} s / {:.1} s |",
-        q.to_get.0, q.to_get.1
-    );
-    println!(
-        "| GetJobRun → status seen, p50 / p99 | {:.1} s / {:.1} s |",
-        q.get_to_seen.0, q.get_to_seen.1
-    );
-    println!(
-        "| gap between a workspace's lists, p50 / max | {:.1} s / {:.1} s |",
-        q.list_gap.0, q.list_gap.1
-    );
+    for (what, (a, b)) in [
+        ("change → next list of its workspace, p50 / p99", q.to_list),
+        ("change → its GetJobRun, p50 / p99", q.to_get),
+        ("GetJobRun → status seen, p50 / p99", q.get_to_seen),
+        ("gap between a workspace's lists, p50 / max", q.list_gap),
+    ] {
+        println!("| {what} | {a:.1} s / {b:.1} s |");
+    }
     println!(
         "| throttled from the quiet window on, by API | {:?} |",
         q.throttled
