@@ -1,7 +1,8 @@
 //! Issue 10.4: what one cached ref costs in memory, counted by the allocator. A ref with the
-//! status the operator writes for a running run is decoded the way the watch decodes it, trimmed
-//! as the operator trims it, and held 2 000 times; the heap bytes still allocated per ref are
-//! printed (with and without the trim) and bounded, so a field that bloats the cache fails here.
+//! status the operator writes for a running run is decoded the way the watch decodes it (into
+//! `CachedRef`: trimmed, status packed) and held 2 000 times; the heap bytes still allocated per
+//! ref are printed (beside the full object's) and bounded, so a field that bloats the cache
+//! fails here.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use sparkjobrun_operator::crd::{SparkJobRunRef, SparkJobRunRefSpec};
 use sparkjobrun_operator::kit::simulator::{RunScript, job_run_at};
 use sparkjobrun_operator::mapping::{PollOutcome, StatusContext, next_status};
+use sparkjobrun_operator::reconcile::cache::CachedRef;
 
 struct Counting;
 
@@ -94,16 +96,13 @@ fn served() -> Vec<u8> {
     serde_json::to_vec(&value).expect("bytes")
 }
 
-fn held_bytes_per_ref(bytes: &[u8], trim: bool, count: usize) -> f64 {
+/// Heap bytes per value still held after decoding `bytes` `count` times into `T`.
+fn held_bytes_per_ref<T: serde::de::DeserializeOwned>(bytes: &[u8], count: usize) -> f64 {
     let before = LIVE.load(Ordering::Relaxed);
-    let mut held: Vec<Arc<SparkJobRunRef>> = Vec::with_capacity(count);
+    let mut held: Vec<Arc<T>> = Vec::with_capacity(count);
     let vec_bytes = LIVE.load(Ordering::Relaxed) - before;
     for _ in 0..count {
-        let mut obj: SparkJobRunRef = serde_json::from_slice(bytes).expect("decodes");
-        if trim {
-            sparkjobrun_operator::reconcile::run::trim(&mut obj);
-        }
-        held.push(Arc::new(obj));
+        held.push(Arc::new(serde_json::from_slice(bytes).expect("decodes")));
     }
     let used = LIVE.load(Ordering::Relaxed) - before - vec_bytes;
     drop(held);
@@ -113,16 +112,18 @@ fn held_bytes_per_ref(bytes: &[u8], trim: bool, count: usize) -> f64 {
 #[test]
 fn a_cached_ref_costs_what_the_operator_reads() {
     let bytes = served();
-    let full = held_bytes_per_ref(&bytes, false, 2000);
-    let trimmed = held_bytes_per_ref(&bytes, true, 2000);
+    let full = held_bytes_per_ref::<SparkJobRunRef>(&bytes, 2000);
+    let cached = held_bytes_per_ref::<CachedRef>(&bytes, 2000);
+    let sample: CachedRef = serde_json::from_slice(&bytes).expect("decodes");
     println!(
-        "cached ref: {} bytes of JSON as served; heap {full:.0} bytes untrimmed, {trimmed:.0} bytes trimmed; 10 000 refs: {:.1} MiB",
+        "cached ref: {} bytes of JSON as served; heap {full:.0} bytes as SparkJobRunRef, {cached:.0} bytes as CachedRef (status packed into {} bytes); 10 000 refs: {:.1} MiB",
         bytes.len(),
-        trimmed * 10_000.0 / 1024.0 / 1024.0
+        sample.packed_len().unwrap_or_default(),
+        cached * 10_000.0 / 1024.0 / 1024.0
     );
     assert!(
-        trimmed < full * 0.8,
-        "trim saves little: {trimmed} of {full}"
+        cached < full * 0.2,
+        "the cache saves little: {cached} of {full}"
     );
-    assert!(trimmed < 6_000.0, "{trimmed} heap bytes per cached ref");
+    assert!(cached < 1_500.0, "{cached} heap bytes per cached ref");
 }

@@ -565,7 +565,7 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
     }
 }
 
-/// Bytes of one ref as the API server sends it, and as the operator caches it (JSON).
+/// Bytes of one ref as the API server sends it (JSON), and of its status as the cache packs it.
 async fn cache_bytes(client: &Client, plane: &ControlPlane) -> (usize, usize) {
     let ns = plane.create_namespace("cache").await.expect("namespace");
     let api: Api<SparkJobRunRef> = Api::namespaced(client.clone(), &ns);
@@ -605,9 +605,9 @@ async fn cache_bytes(client: &Client, plane: &ControlPlane) -> (usize, usize) {
     .expect("status");
     let full = api.get("sized").await.expect("get");
     let before = serde_json::to_vec(&full).map_or(0, |v| v.len());
-    let mut trimmed = full;
-    sparkjobrun_operator::reconcile::run::trim(&mut trimmed);
-    let after = serde_json::to_vec(&trimmed).map_or(0, |v| v.len());
+    let after = sparkjobrun_operator::reconcile::cache::CachedRef::new(full)
+        .packed_len()
+        .unwrap_or_default();
     (before, after)
 }
 
@@ -643,7 +643,9 @@ fn main() {
             .await
             .expect("CRD established");
         let (before, after) = cache_bytes(&client, &plane).await;
-        println!("cached ref (JSON): {before} bytes as served, {after} bytes as cached");
+        println!(
+            "cached ref: {before} bytes of JSON as served, its status packed into {after} bytes"
+        );
         let mut reports = Vec::new();
         for mode in modes {
             reports.push(run_mode(&plane, &client, mode, &params).await);

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod cache;
 pub mod decide;
 pub mod events;
 pub mod fence;
@@ -55,7 +56,7 @@ pub struct Context<S> {
     pub readiness: Arc<Readiness>,
     pub fence: Arc<Fence>,
     pub schedules: Schedules,
-    stores: Mutex<Vec<Store<SparkJobRunRef>>>,
+    stores: Mutex<Vec<Store<cache::CachedRef>>>,
     /// Per object: the uid told that `cancelOnDelete` is refused, and when a cancel was last
     /// accepted (pruned with the schedules).
     cancels: Mutex<CancelMemory>,
@@ -106,7 +107,7 @@ impl<S: JobRunService> Context<S> {
     }
 
     /// The cached object `namespace/name`.
-    fn cached(&self, key: &str) -> Option<Arc<SparkJobRunRef>> {
+    fn cached(&self, key: &str) -> Option<Arc<cache::CachedRef>> {
         let (namespace, name) = key.split_once('/')?;
         let target = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
         let stores = self.stores.lock().ok()?;
@@ -174,7 +175,7 @@ impl<S: JobRunService> Context<S> {
                 stores
                     .iter()
                     .flat_map(|s| s.state())
-                    .map(|o| object_key(&o))
+                    .map(|o| object_key(o.as_ref()))
                     .collect()
             })
             .unwrap_or_default();
@@ -217,11 +218,7 @@ impl<S: JobRunService> Context<S> {
         let mut counts = std::collections::HashMap::new();
         if let Ok(stores) = self.stores.lock() {
             for obj in stores.iter().flat_map(|s| s.state()) {
-                let class = obj
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.state.as_deref())
-                    .map(crate::state::StateClass::of);
+                let class = obj.state_class();
                 *counts
                     .entry(crate::metrics::state_label(class))
                     .or_default() += 1;
@@ -256,8 +253,9 @@ fn wake_changed<S: JobRunService>(
         let Some(obj) = ctx.cached(&key) else {
             continue;
         };
+        let status = obj.status();
         let old = decide::status_of_run(
-            obj.status.as_ref(),
+            status.as_ref(),
             &obj.spec.workspace_id,
             &obj.spec.job_run_id,
         );
@@ -284,8 +282,16 @@ fn wake_changed<S: JobRunService>(
     }
 }
 
-pub fn object_key(obj: &SparkJobRunRef) -> String {
+pub fn object_key(obj: &impl Resource) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// The reconcile the controller runs: on the object unpacked from the cache.
+pub async fn reconcile_cached<S: JobRunService>(
+    obj: Arc<cache::CachedRef>,
+    ctx: Arc<Context<S>>,
+) -> Result<Action, Error> {
+    reconcile(Arc::new(obj.to_object()), ctx).await
 }
 
 /// The reconcile function handed to kube-runtime.
@@ -297,7 +303,8 @@ pub async fn reconcile<S: JobRunService>(
     let started = Instant::now();
     let result = pipeline(&obj, &ctx).instrument(span).await;
     // A token handed out for this reconcile and not spent goes back to the line.
-    ctx.admission.release_unused(&object_key(&obj), started);
+    ctx.admission
+        .release_unused(&object_key(obj.as_ref()), started);
     ctx.metrics
         .observe_reconcile(result.is_ok(), started.elapsed());
     result
@@ -524,12 +531,12 @@ fn too_large_condition(status: &mut SparkJobRunRefStatus) {
 }
 
 /// Kubernetes trouble and flow control after a failed reconcile.
-pub fn error_policy<S: JobRunService>(
-    obj: Arc<SparkJobRunRef>,
+pub fn error_policy<S: JobRunService, K: Resource>(
+    obj: Arc<K>,
     error: &Error,
     ctx: Arc<Context<S>>,
 ) -> Action {
-    let key = object_key(&obj);
+    let key = object_key(obj.as_ref());
     let jitter = rand::random::<f64>();
     match error {
         // Stale cache or a recreated object: look again once the watch caught up.

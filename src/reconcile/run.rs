@@ -1,5 +1,5 @@
 //! Wiring the reconciler to the API server: one watch per configured namespace (or one for all),
-//! each trimmed before it enters the cache, sharing the context and so the rate limit; readiness
+//! each decoded into the lean [`CachedRef`], sharing the context and so the rate limit; readiness
 //! from the watches' first complete lists; a pruner for schedules of objects that are gone.
 
 use std::sync::Arc;
@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
-use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -16,27 +15,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Context, error_policy, reconcile};
+use super::cache::CachedRef;
+use super::{Context, error_policy, reconcile_cached};
 use crate::client::JobRunService;
-use crate::crd::SparkJobRunRef;
-
-/// What the reconciler never reads: dropped before objects enter the cache, so memory grows
-/// with what the operator needs per ref, not with what GitOps tools and kubectl attach to it.
-/// Kept: name, namespace, uid, resourceVersion, generation, deletionTimestamp, finalizers, the
-/// operator's own annotations, spec and status.
-pub fn trim(obj: &mut SparkJobRunRef) {
-    let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.owner_references = None;
-    meta.creation_timestamp = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| k.starts_with("emrspark.io/"));
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
 
 /// Runs until `shutdown` is cancelled, then lets in-flight reconciles finish.
 pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationToken) {
@@ -45,19 +26,18 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
         wc = wc.labels(sel);
     }
     // One watch per namespace of the scope, or one for all (`None`).
-    let apis: Vec<(Api<SparkJobRunRef>, Option<String>)> =
-        if ctx.settings.scope.namespaces.is_empty() {
-            vec![(Api::all(ctx.client.clone()), None)]
-        } else {
-            ctx.settings
-                .scope
-                .namespaces
-                .iter()
-                .map(|ns| (Api::namespaced(ctx.client.clone(), ns), Some(ns.clone())))
-                .collect()
-        };
+    let apis: Vec<(Api<CachedRef>, Option<String>)> = if ctx.settings.scope.namespaces.is_empty() {
+        vec![(Api::all(ctx.client.clone()), None)]
+    } else {
+        ctx.settings
+            .scope
+            .namespaces
+            .iter()
+            .map(|ns| (Api::namespaced(ctx.client.clone(), ns), Some(ns.clone())))
+            .collect()
+    };
     let pending = Arc::new(AtomicUsize::new(apis.len()));
-    let mut stores: Vec<Store<SparkJobRunRef>> = Vec::new();
+    let mut stores: Vec<Store<CachedRef>> = Vec::new();
     let mut controllers = Vec::new();
     let mut wakers = Wakers::default();
     for (api, namespace) in apis {
@@ -71,7 +51,7 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
             .with_config(Config::default().concurrency(ctx.settings.concurrency))
             .reconcile_on(woken)
             .graceful_shutdown_on(async move { token.cancelled().await })
-            .run(reconcile, error_policy, ctx.clone())
+            .run(reconcile_cached, error_policy, ctx.clone())
             .for_each(|res| async move {
                 match res {
                     Ok((obj, _)) => debug!(object = %obj.name, "reconciled"),
@@ -98,7 +78,7 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
 /// Where the dispatcher sends an object whose turn for a call has come: the controller that
 /// watches its namespace.
 #[derive(Default)]
-struct Wakers(Vec<(Option<String>, UnboundedSender<ObjectRef<SparkJobRunRef>>)>);
+struct Wakers(Vec<(Option<String>, UnboundedSender<ObjectRef<CachedRef>>)>);
 
 impl Wakers {
     fn wake(&self, key: &str) {
@@ -119,18 +99,18 @@ impl Wakers {
 /// complete list (readiness once every watch had one).
 fn watched<S: JobRunService>(
     ctx: &Arc<Context<S>>,
-    api: Api<SparkJobRunRef>,
+    api: Api<CachedRef>,
     wc: watcher::Config,
-    writer: reflector::store::Writer<SparkJobRunRef>,
+    writer: reflector::store::Writer<CachedRef>,
     pending: Arc<AtomicUsize>,
-) -> impl futures::Stream<Item = Result<SparkJobRunRef, watcher::Error>> + Send + 'static {
+) -> impl futures::Stream<Item = Result<CachedRef, watcher::Error>> + Send + 'static {
     let readiness = ctx.readiness.clone();
     let metrics = ctx.metrics.clone();
     let index = readiness.add_watch();
     let mut listed = false;
+    // Decoding into `CachedRef` trims and packs each object as it arrives.
     watcher(api, wc)
         .default_backoff()
-        .modify(trim)
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(event) => {
