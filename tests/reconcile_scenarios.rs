@@ -309,6 +309,17 @@ impl Harness {
         }
     }
 
+    /// Puts `objs` into the watch cache the reconciler reads other refs from.
+    fn cache(&self, objs: &[SparkJobRunRef]) {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        for obj in objs {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(
+                sparkjobrun_operator::reconcile::cache::CachedRef::new(obj.clone()),
+            ));
+        }
+        self.ctx.set_stores(vec![reader]);
+    }
+
     async fn reconcile(&self, obj: &SparkJobRunRef) -> Result<Action, Error> {
         reconcile::reconcile(Arc::new(obj.clone()), self.ctx.clone()).await
     }
@@ -1033,14 +1044,19 @@ fn calls_of(h: &Harness) -> Vec<String> {
         .collect()
 }
 
-/// Issue 10.1: in batched mode one ListJobRuns serves five due refs of one workspace (four take
-/// the list's answer without a call and, being unchanged, write nothing); a run missing from the
-/// list costs one GetJobRun for its final answer. Per-run mode makes one GetJobRun per ref.
+/// Issue 10.1: in batched mode one ListJobRuns serves five due refs of one workspace: for the
+/// unchanged it is their poll (scheduled, nothing kept, no write), the one it changes takes it
+/// without a call and writes once; a run missing from the list costs one GetJobRun for its final
+/// answer. Per-run mode makes one GetJobRun per ref.
 #[tokio::test(start_paused = true)]
 async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
     use sparkjobrun_operator::reconcile::shared::Mode;
+    // r3's status still says Pending: the list's Running changes it.
     let refs: Vec<SparkJobRunRef> = (1..=5)
-        .map(|i| named(&format!("r{i}"), &format!("jr-{i}"), "Running"))
+        .map(|i| {
+            let state = if i == 3 { "Pending" } else { "Running" };
+            named(&format!("r{i}"), &format!("jr-{i}"), state)
+        })
         .collect();
     let h = batched_harness(Mode::Batched, vec![Ok(running().with_state("Success"))]);
     *h.service.lists.lock().expect("lists") = VecDeque::from([
@@ -1067,10 +1083,26 @@ async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
             &obj.spec.job_run_id,
         );
     }
-    for obj in &refs[..4] {
+    h.cache(&refs);
+    h.reconcile(&refs[0]).await.expect("lists");
+    let group = sparkjobrun_operator::reconcile::shared::GroupKey::of(
+        &refs[0],
+        &sparkjobrun_operator::reconcile::observe::resolve_request(&refs[0], &h.ctx.settings)
+            .expect("request"),
+    );
+    assert_eq!(
+        h.ctx.observations.entries(&group),
+        1,
+        "kept only for the ref it changes; for the unchanged the list was their poll"
+    );
+    assert!(h.ctx.has_schedule("data/r2") && h.ctx.has_schedule("data/r4"));
+    assert!(h.ctx.observations.has_news("data/r3"));
+    assert!(!h.ctx.observations.has_news("data/r2"));
+    for obj in &refs[1..4] {
         h.reconcile(obj).await.expect("reconciles");
     }
     assert_eq!(calls_of(&h), ["list w-1"], "one list for four refs");
+    assert_eq!(h.ctx.observations.entries(&group), 0, "r3 took it");
     h.reconcile(&refs[4]).await.expect("missing one");
     assert_eq!(
         calls_of(&h),
@@ -1082,9 +1114,14 @@ async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
         .iter()
         .filter(|s| s.path.ends_with("/status"))
         .collect();
-    assert_eq!(writes.len(), 1, "only the ended run changed: {sent:?}");
-    assert_eq!(writes[0].body["status"]["state"], "Success");
-    assert_eq!(writes[0].body["status"]["usage"]["cuHours"], 0.5);
+    assert_eq!(
+        writes.len(),
+        2,
+        "only r3 and the ended run changed: {sent:?}"
+    );
+    assert_eq!(writes[0].body["status"]["state"], "Running");
+    assert_eq!(writes[1].body["status"]["state"], "Success");
+    assert_eq!(writes[1].body["status"]["usage"]["cuHours"], 0.5);
 
     let per_run = batched_harness(Mode::PerRun, (0..5).map(|_| Ok(running())).collect());
     for obj in &refs {
@@ -1129,6 +1166,7 @@ async fn a_throttled_page_is_asked_again_and_the_round_completes() {
             &obj.spec.job_run_id,
         );
     }
+    h.cache(&refs);
     for obj in &refs {
         h.reconcile(obj).await.expect("reconciles");
     }
@@ -1148,6 +1186,7 @@ async fn refs_of_one_run_share_one_call() {
     let a = named("a", "jr-1", "Running");
     let b = named("b", "jr-1", "Running");
     let h = batched_harness(Mode::PerRun, (0..4).map(|_| Ok(running())).collect());
+    h.cache(&[a.clone(), b.clone()]);
     h.reconcile(&a).await.expect("a");
     h.reconcile(&b).await.expect("b");
     let first_round = calls_of(&h).len();

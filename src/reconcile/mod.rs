@@ -106,6 +106,13 @@ impl<S: JobRunService> Context<S> {
         }
     }
 
+    /// Reads objects from these watch caches (the controllers' own).
+    pub fn set_stores(&self, stores: Vec<Store<cache::CachedRef>>) {
+        if let Ok(mut shared) = self.stores.lock() {
+            *shared = stores;
+        }
+    }
+
     /// The cached object `namespace/name`.
     fn cached(&self, key: &str) -> Option<Arc<cache::CachedRef>> {
         let (namespace, name) = key.split_once('/')?;
@@ -242,43 +249,58 @@ struct CancelMemory {
     accepted: std::collections::HashMap<String, Instant>,
 }
 
-/// Wakes each ref whose status `run` changes (by the same pure mapping the decision uses), with
-/// news, so its reconcile takes the observation before it is due; the others use it when due.
-fn wake_changed<S: JobRunService>(
+/// Hands what one call learnt about run `jr` to the other refs that follow it, by the same pure
+/// decision their reconcile would make. A ref whose status it changes (or that has more to do)
+/// is woken with news and takes it from the group's entry. For the others it was their poll:
+/// their next one is scheduled, they leave the rate limit's line, and nothing is kept for them.
+fn share<S: JobRunService>(
     ctx: &Context<S>,
-    observed: impl Iterator<Item = (String, JobRun)>,
+    group: &shared::GroupKey,
+    jr: &str,
+    run: &JobRun,
+    keys: Vec<String>,
+    at: Instant,
 ) {
-    let now = decide::whole_seconds(jiff::Timestamp::now());
-    for (key, run) in observed {
-        let Some(obj) = ctx.cached(&key) else {
+    let mut woken = Vec::new();
+    for key in keys {
+        // Not in the cache (yet): it judges for itself.
+        let Some(cached) = ctx.cached(&key) else {
+            woken.push(key);
             continue;
         };
-        let status = obj.status();
+        let obj = cached.to_object();
         let old = decide::status_of_run(
-            status.as_ref(),
+            obj.status.as_ref(),
             &obj.spec.workspace_id,
             &obj.spec.job_run_id,
         );
-        let region = obj
-            .spec
-            .region_id
-            .as_deref()
-            .or(ctx.settings.default_region.as_deref());
-        let next = crate::mapping::next_status(
-            old,
-            crate::mapping::PollOutcome::Run(&run),
-            crate::mapping::StatusContext {
-                generation: obj.meta().generation,
-                workspace_id: &obj.spec.workspace_id,
-                job_run_id: &obj.spec.job_run_id,
-                region_id: region,
-            },
-            &now,
-        );
-        if old != Some(&next) {
-            ctx.observations.mark(&key);
-            ctx.wake(&key);
+        let previous = ctx.schedules.get(&key).map(|s| s.previous(Instant::now()));
+        let decision = decide_for(&obj, ctx, old, previous, Some(Ok(run)));
+        match decision.next {
+            Next::Poll(after) if !decision.write && decision.events.is_empty() => {
+                ctx.observations.took(&key, at);
+                ctx.admission.forget(&key);
+                ctx.schedules.set(
+                    &key,
+                    Some(Schedule {
+                        generation: obj.meta().generation,
+                        due: Instant::now() + after,
+                        failures: 0,
+                        secret_version: None,
+                    }),
+                );
+                ctx.metrics.shared_observations.inc();
+            }
+            _ => woken.push(key),
         }
+    }
+    if woken.is_empty() {
+        return;
+    }
+    ctx.observations.offer(group, jr, run.clone(), at);
+    for key in woken {
+        ctx.observations.mark(&key);
+        ctx.wake(&key);
     }
 }
 
@@ -338,7 +360,7 @@ async fn pipeline<S: JobRunService>(
         }
     };
     let secret_version = observation.as_ref().and_then(Observation::failed_secret);
-    let result = observation.as_ref().map(|o| &o.result);
+    let result = observation.as_ref().map(|o| o.result.as_ref());
     let decision = decide_for(obj, ctx, old, previous, result);
     apply_decision(obj, ctx, decision, secret_version).await
 }
@@ -396,7 +418,7 @@ fn decide_for<S: JobRunService>(
     ctx: &Context<S>,
     old: Option<&SparkJobRunRefStatus>,
     previous: Option<decide::Previous>,
-    observation: Option<&Result<JobRun, Error>>,
+    observation: Option<Result<&JobRun, &Error>>,
 ) -> Decision {
     let messages;
     let observed = match observation {

@@ -228,9 +228,9 @@ async fn read_run<S: JobRunService>(
     let at = tokio::time::Instant::now();
     let others = ctx
         .observations
-        .record(&group, &request.job_run_id, &run, &key, at);
+        .followers(&group, &request.job_run_id, &key);
     ctx.observations.took(&key, at);
-    super::wake_changed(ctx, others.into_iter().map(|k| (k, run.clone())));
+    super::share(ctx, &group, &request.job_run_id, &run, others, at);
     Ok(run)
 }
 
@@ -289,15 +289,16 @@ async fn list_group<S: JobRunService>(
     let delivered = ctx.observations.finish_list(group, items, complete, now);
     ctx.observations.took(&key, now);
     let mut mine = None;
-    let mut others = Vec::new();
-    for (k, run) in delivered.followers {
-        if k == key {
+    for (run, keys) in delivered.runs {
+        let Some(jr) = run.job_run_id.clone() else {
+            continue;
+        };
+        let others: Vec<String> = keys.into_iter().filter(|k| *k != key).collect();
+        super::share(ctx, group, &jr, &run, others, now);
+        if jr == request.job_run_id {
             mine = Some(run);
-        } else {
-            others.push((k, run));
         }
     }
-    super::wake_changed(ctx, others.into_iter());
     for k in delivered.gone.iter().filter(|k| **k != key) {
         ctx.wake(k);
     }

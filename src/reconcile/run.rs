@@ -60,9 +60,7 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
             });
         controllers.push(controller);
     }
-    if let Ok(mut shared) = ctx.stores.lock() {
-        *shared = stores;
-    }
+    ctx.set_stores(stores);
     let pruner = tokio::spawn(prune_every(ctx.clone(), Duration::from_secs(60)));
     let wakers = Arc::new(wakers);
     let shared = wakers.clone();

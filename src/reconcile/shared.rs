@@ -2,7 +2,8 @@
 //! workspace form a group. What one call learns about a run serves every ref of that run (in
 //! either mode), and in batched mode one ListJobRuns of the group's active runs (pages of 100)
 //! replaces a GetJobRun per ref. After a call, refs whose status the answer changes are woken at
-//! once; the others use it when they come due, without a call.
+//! once and take it from here; for the others it counts as their poll (their next one is
+//! scheduled), so nothing is kept for them.
 //!
 //! A ref still gets its own GetJobRun when it is seen for the first time (list items carry no
 //! `jobDriver` or `configurationOverrides`) and when its run no longer shows among the active
@@ -191,11 +192,11 @@ pub struct Observations {
     inner: Mutex<Inner>,
 }
 
-/// What a list brought, for waking refs.
+/// What a list brought.
 #[derive(Debug, Default)]
 pub struct Delivered {
-    /// `(ref key, run)` of every other ref of a run that was observed.
-    pub followers: Vec<(String, JobRun)>,
+    /// Every run the list showed that some ref follows, with those refs.
+    pub runs: Vec<(JobRun, Vec<String>)>,
     /// Refs whose run is no longer active: they fetch the final answer.
     pub gone: Vec<String>,
 }
@@ -327,17 +328,9 @@ impl Observations {
             let Some(jr) = run.job_run_id.clone() else {
                 continue;
             };
-            // Only runs some ref follows are kept: the list may show many others.
+            // Only runs some ref follows are handed on: the list may show many others.
             if let Some(keys) = g.members.get(&jr) {
-                out.followers
-                    .extend(keys.iter().map(|k| (k.clone(), run.clone())));
-                g.entries.insert(
-                    jr.clone(),
-                    Entry {
-                        run: Box::new(run),
-                        at: now,
-                    },
-                );
+                out.runs.push((run, keys.iter().cloned().collect()));
                 shown.insert(jr);
             }
         }
@@ -383,32 +376,34 @@ impl Observations {
         }
     }
 
-    /// Records a GetJobRun answer for `jr`; returns the other refs of that run.
-    pub fn record(
-        &self,
-        group: &GroupKey,
-        jr: &str,
-        run: &JobRun,
-        by: &str,
-        now: Instant,
-    ) -> Vec<String> {
+    /// A GetJobRun of `jr` answered (so it is not missing any more): the other refs of that run,
+    /// to hand the answer to.
+    pub fn followers(&self, group: &GroupKey, jr: &str, by: &str) -> Vec<String> {
         let mut inner = self.lock();
-        let jr = jr.to_owned();
         let Some(g) = inner.groups.get_mut(group) else {
             return Vec::new();
         };
-        g.missing.remove(&jr);
-        g.entries.insert(
-            jr.clone(),
-            Entry {
-                run: Box::new(run.clone()),
-                at: now,
-            },
-        );
+        g.missing.remove(jr);
         g.members
-            .get(&jr)
+            .get(jr)
             .map(|keys| keys.iter().filter(|k| *k != by).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Keeps what was observed of `jr` at `at` for the refs it changes, until each took it.
+    pub fn offer(&self, group: &GroupKey, jr: &str, run: JobRun, at: Instant) {
+        let mut inner = self.lock();
+        if let Some(g) = inner.groups.get_mut(group)
+            && g.members.contains_key(jr)
+        {
+            g.entries.insert(
+                jr.to_owned(),
+                Entry {
+                    run: Box::new(run),
+                    at,
+                },
+            );
+        }
     }
 
     /// Records that `key` took what was observed at `at`: its news, if any, is handled. Once
@@ -451,6 +446,11 @@ impl Observations {
     /// reconcile that found no free token must not lose it for the one the token brings.
     pub fn has_news(&self, key: &str) -> bool {
         self.lock().news.contains(key)
+    }
+
+    /// Observations kept for `group`'s refs to take.
+    pub fn entries(&self, group: &GroupKey) -> usize {
+        self.lock().groups.get(group).map_or(0, |g| g.entries.len())
     }
 
     /// Refs followed and groups, for metrics and tests.
@@ -601,13 +601,24 @@ mod tests {
             true,
             now,
         );
-        let mut followers: Vec<&str> = delivered
-            .followers
+        let mut followers: Vec<(String, String)> = delivered
+            .runs
             .iter()
-            .map(|(k, _)| k.as_str())
+            .flat_map(|(run, keys)| {
+                let jr = run.job_run_id.clone().unwrap_or_default();
+                keys.iter().map(move |k| (k.clone(), jr.clone()))
+            })
             .collect();
         followers.sort();
-        assert_eq!(followers, ["ns/a", "ns/b", "ns/c"]);
+        let pairs: Vec<(&str, &str)> = followers
+            .iter()
+            .map(|(k, jr)| (k.as_str(), jr.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("ns/a", "jr-1"), ("ns/b", "jr-1"), ("ns/c", "jr-2")],
+            "untracked runs are not handed on"
+        );
         assert_eq!(delivered.gone, ["ns/d"]);
         assert!(
             obs.has_news("ns/d") && obs.has_news("ns/d"),
@@ -617,17 +628,8 @@ mod tests {
         assert!(!obs.has_news("ns/d"));
         let (entry, s) = obs.situation("ns/x", &g, "jr-3", Mode::Auto, false, now);
         assert!(entry.is_none() && s.missing);
-        assert!(
-            obs.situation("ns/x", &g, "jr-other", Mode::Auto, false, now)
-                .0
-                .is_none(),
-            "untracked runs are not kept"
-        );
         // The final answer of jr-3 clears it; the ref then leaves.
-        assert!(
-            obs.record(&g, "jr-3", &run("jr-3", "Success"), "ns/d", now)
-                .is_empty()
-        );
+        assert!(obs.followers(&g, "jr-3", "ns/d").is_empty());
         assert!(
             !obs.situation("ns/x", &g, "jr-3", Mode::Auto, false, now)
                 .1
@@ -640,9 +642,23 @@ mod tests {
                 .runs,
             2
         );
-        // What a ref took does not serve it again.
+        // Nothing is kept unless offered: a list keeps no answers by itself.
+        assert!(
+            obs.situation("ns/a", &g, "jr-1", Mode::Auto, false, now)
+                .0
+                .is_none()
+        );
+        // An entry offered for the refs it changes serves each once, and goes once all took it.
+        obs.offer(&g, "jr-1", run("jr-1", "Running"), now);
+        obs.offer(&g, "jr-other", run("jr-other", "Running"), now);
+        assert!(
+            obs.situation("ns/x", &g, "jr-other", Mode::Auto, false, now)
+                .0
+                .is_none(),
+            "runs nobody follows are not kept"
+        );
         let (entry, _) = obs.situation("ns/a", &g, "jr-1", Mode::Auto, false, now);
-        let at = entry.expect("listed").at;
+        let at = entry.expect("offered").at;
         obs.took("ns/a", at);
         assert!(
             obs.situation("ns/a", &g, "jr-1", Mode::Auto, false, now)
@@ -654,11 +670,10 @@ mod tests {
                 .0
                 .is_some()
         );
+        obs.took("ns/b", at);
+        assert_eq!(obs.entries(&g), 0, "taken by every ref of the run");
         // A GetJobRun of a shared run names the other refs of that run.
-        assert_eq!(
-            obs.record(&g, "jr-1", &run("jr-1", "Running"), "ns/a", now),
-            ["ns/b"]
-        );
+        assert_eq!(obs.followers(&g, "jr-1", "ns/a"), ["ns/b"]);
         obs.retain(&HashSet::new());
         assert_eq!(obs.sizes(), (0, 0));
     }
