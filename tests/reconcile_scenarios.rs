@@ -432,15 +432,26 @@ async fn quiet_poll_calls_once_and_writes_nothing() {
 
     let obj = object(Some(stored));
     let h = Harness::new(&obj, vec![Ok(running()), Ok(running())]);
-    h.reconcile(&obj).await.expect("quiet poll");
+    let action = h.reconcile(&obj).await.expect("quiet poll");
     assert_eq!(h.service.calls(), 1);
     assert!(h.take().is_empty(), "no write, no event");
+    // The next poll stands in the schedules' timeline, not in kube-runtime's requeue queue.
+    assert_eq!(action, Action::await_change());
 
     // Woken early (a watch event): not due, so no call.
-    h.reconcile(&obj).await.expect("early");
+    let action = h.reconcile(&obj).await.expect("early");
     assert_eq!(h.service.calls(), 1, "not due yet");
-    // Due: the clock moved past the schedule.
-    tokio::time::advance(Duration::from_secs(34)).await;
+    assert_eq!(action, Action::await_change());
+    // Due: the timeline hands it out once the clock moved past the schedule (30 s ± 10 %).
+    let started = tokio::time::Instant::now();
+    let due = h.ctx.schedules.wait_due().await;
+    assert_eq!(due.len(), 1);
+    assert_eq!(&*due[0], "data/run");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(27) && waited <= Duration::from_secs(33),
+        "{waited:?}"
+    );
     h.reconcile(&obj).await.expect("due");
     assert_eq!(h.service.calls(), 2);
     assert!(h.take().is_empty());

@@ -141,6 +141,8 @@ struct Report {
     active: usize,
     sync_s: f64,
     quiet_calls_per_ref_interval: f64,
+    /// Calls in the quiet window, by API.
+    quiet_by_api: BTreeMap<String, u64>,
     quiet_writes: u64,
     calls_after_terminal: u64,
     changes: usize,
@@ -235,6 +237,11 @@ fn print(r: &Report, p: &Params) {
     println!(
         "| service calls per active ref per interval, quiet | {:.4} |",
         r.quiet_calls_per_ref_interval
+    );
+    println!(
+        "| calls in the quiet window ({:.0} s), by API | {:?} |",
+        2.0 * p.interval.as_secs_f64(),
+        r.quiet_by_api
     );
     println!(
         "| calls answered Throttling (whole run) | {} |",
@@ -467,6 +474,12 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
     let rss = rss_mib(pid);
     let calls_after = sim.calls();
     let quiet_calls = calls_after.total - calls_before.total;
+    let quiet_by_api: BTreeMap<String, u64> = calls_after
+        .by_action
+        .iter()
+        .map(|(api, n)| (api.clone(), n - calls_before.for_action(api)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     let quiet_writes = writes(&mut all_names.iter()) - writes_before;
     let quiet_calls_per_ref_interval =
         quiet_calls as f64 / active as f64 / (window / p.interval.as_secs_f64());
@@ -551,6 +564,7 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
         active,
         sync_s,
         quiet_calls_per_ref_interval,
+        quiet_by_api,
         quiet_writes,
         calls_after_terminal,
         changes: changed.len(),

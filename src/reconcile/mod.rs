@@ -348,7 +348,8 @@ async fn pipeline<S: JobRunService>(
     let schedule = ctx.schedules.get(&key);
     let previous = schedule.as_ref().map(|s| s.previous(Instant::now()));
     let observation = match gate(obj, ctx, old, schedule).await {
-        Gate::Wait(d) => return Ok(Action::requeue(d)),
+        Gate::Wait => return Ok(Action::await_change()),
+        Gate::Recheck(d) => return Ok(Action::requeue(d)),
         Gate::Skip => None,
         Gate::Observe => {
             let fresh = if decide::refresh_pending(old, refresh_of(obj)) {
@@ -377,7 +378,10 @@ fn refresh_of(obj: &SparkJobRunRef) -> Option<&str> {
 enum Gate {
     Observe,
     Skip,
-    Wait(Duration),
+    /// Not due yet: the schedules' timeline wakes it when it is.
+    Wait,
+    /// Not due yet, but look at the Secret again after this long.
+    Recheck(Duration),
 }
 
 /// How often a failure that read a Secret checks whether the Secret changed: one GET of its
@@ -404,10 +408,10 @@ async fn gate<S: JobRunService>(
         Plan::Observe => Gate::Observe,
         Plan::Skip => Gate::Skip,
         Plan::Wait(d) => match schedule.and_then(|s| s.secret_version) {
-            None => Gate::Wait(d),
+            None => Gate::Wait,
             Some(failed) => match observe::current_secret_version(obj, ctx).await {
                 Some(now) if now.as_deref() != Some(failed.as_str()) => Gate::Observe,
-                _ => Gate::Wait(d.min(SECRET_RECHECK)),
+                _ => Gate::Recheck(d.min(SECRET_RECHECK)),
             },
         },
     }
@@ -510,7 +514,8 @@ async fn apply_decision<S: JobRunService>(
     let generation = obj.meta().generation;
     let (schedule, action) = match decision.next {
         Next::AwaitChange => (None, Action::await_change()),
-        Next::Poll(after) => (Some((after, 0)), Action::requeue(after)),
+        // The schedules' timeline wakes it (see `run::wake_when_due`).
+        Next::Poll(after) => (Some((after, 0)), Action::await_change()),
         Next::Retry { after, failures } => {
             let wake = match secret_version {
                 Some(_) => after.min(SECRET_RECHECK),

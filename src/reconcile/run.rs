@@ -67,7 +67,9 @@ pub async fn run<S: JobRunService>(ctx: Arc<Context<S>>, shutdown: CancellationT
     ctx.set_waker(Box::new(move |key| shared.wake(key)));
     let admission = ctx.admission.clone();
     let dispatcher = tokio::spawn(async move { admission.dispatch(|key| wakers.wake(key)).await });
+    let timer = tokio::spawn(wake_when_due(ctx.clone()));
     futures::future::join_all(controllers).await;
+    timer.abort();
     dispatcher.abort();
     pruner.abort();
     ctx.readiness.synced.store(false, Ordering::Relaxed);
@@ -129,6 +131,15 @@ fn watched<S: JobRunService>(
             }
         })
         .applied_objects()
+}
+
+/// Polls come from the schedules' timeline, not from kube-runtime's requeue queue.
+async fn wake_when_due<S: JobRunService>(ctx: Arc<Context<S>>) {
+    loop {
+        for key in ctx.schedules.wait_due().await {
+            ctx.wake(&key);
+        }
+    }
 }
 
 async fn prune_every<S: JobRunService>(ctx: Arc<Context<S>>, period: Duration) {

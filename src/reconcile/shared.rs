@@ -14,7 +14,7 @@
 //! lock is never held across a call.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -157,13 +157,16 @@ pub fn strategy(
     }
 }
 
+/// Shared by the tables below: one allocation per ref and per group, however often named.
+type Key = Arc<str>;
+
 #[derive(Debug, Default)]
 struct Group {
-    /// Active runs and the refs that follow each.
-    members: HashMap<String, HashSet<String>>,
-    entries: HashMap<String, Entry>,
+    /// Active runs and the refs that follow each (nearly always one).
+    members: HashMap<Key, Vec<Key>>,
+    entries: HashMap<Key, Entry>,
     /// Runs the last complete list did not show.
-    missing: HashSet<String>,
+    missing: HashSet<Key>,
     listing: bool,
     /// Until when the group is observed per run (see [`Situation::per_run`]).
     per_run_until: Option<Instant>,
@@ -171,19 +174,25 @@ struct Group {
     retry_at: Option<Instant>,
     /// A ref whose list stands in the rate limit's line, and until when: the others of the
     /// group wait for its answer instead of joining the line themselves.
-    list_queued: Option<(String, Instant)>,
+    list_queued: Option<(Key, Instant)>,
+}
+
+/// What the process remembers of one ref that follows an active run.
+#[derive(Debug)]
+struct Member {
+    group: Arc<GroupKey>,
+    run: Key,
+    /// When what it last took was observed: an entry serves it only if it is newer, so a ref
+    /// never takes its own last answer for a fresh one.
+    taken: Option<Instant>,
+    /// Woken because an observation changes it.
+    news: bool,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    groups: HashMap<GroupKey, Group>,
-    /// Which group and run each ref follows.
-    member_of: HashMap<String, (GroupKey, String)>,
-    /// Refs woken because an observation changes them.
-    news: HashSet<String>,
-    /// When what each ref last took was observed: an entry serves a ref only if it is newer,
-    /// so a ref never takes its own last answer for a fresh one.
-    taken: HashMap<String, Instant>,
+    groups: HashMap<Arc<GroupKey>, Group>,
+    refs: HashMap<Key, Member>,
 }
 
 /// The shared observations of one process.
@@ -201,6 +210,10 @@ pub struct Delivered {
     pub gone: Vec<String>,
 }
 
+fn owned(keys: &[Key]) -> impl Iterator<Item = String> + '_ {
+    keys.iter().map(|k| k.to_string())
+}
+
 impl Observations {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -209,40 +222,54 @@ impl Observations {
     /// Records that `key` follows `job_run_id` in `group` (moving it from any earlier run).
     pub fn join(&self, key: &str, group: &GroupKey, job_run_id: &str) {
         let mut inner = self.lock();
-        let now = (group.clone(), job_run_id.to_owned());
-        if inner.member_of.get(key) == Some(&now) {
+        if inner
+            .refs
+            .get(key)
+            .is_some_and(|m| *m.group == *group && &*m.run == job_run_id)
+        {
             return;
         }
-        if let Some((g, jr)) = inner.member_of.insert(key.to_owned(), now) {
-            remove_member(&mut inner, key, &g, &jr);
+        if let Some((k, m)) = inner.refs.remove_entry(key) {
+            remove_member(&mut inner, &k, &m);
         }
-        inner
-            .groups
-            .entry(group.clone())
-            .or_default()
-            .members
-            .entry(job_run_id.to_owned())
-            .or_default()
-            .insert(key.to_owned());
+        let Inner { groups, refs } = &mut *inner;
+        let group = match groups.get_key_value(group) {
+            Some((g, _)) => g.clone(),
+            None => Arc::new(group.clone()),
+        };
+        let g = groups.entry(group.clone()).or_default();
+        let run: Key = match g.members.get_key_value(job_run_id) {
+            Some((jr, _)) => jr.clone(),
+            None => Arc::from(job_run_id),
+        };
+        let key: Key = Arc::from(key);
+        g.members.entry(run.clone()).or_default().push(key.clone());
+        refs.insert(
+            key,
+            Member {
+                group,
+                run,
+                taken: None,
+                news: false,
+            },
+        );
     }
 
     /// `key` no longer follows an active run (it ended, or the ref is gone).
     pub fn leave(&self, key: &str) {
         let mut inner = self.lock();
-        inner.news.remove(key);
-        inner.taken.remove(key);
-        if let Some((g, jr)) = inner.member_of.remove(key) {
-            remove_member(&mut inner, key, &g, &jr);
+        if let Some((k, m)) = inner.refs.remove_entry(key) {
+            remove_member(&mut inner, &k, &m);
         }
     }
 
     /// Forgets refs not in `live`.
     pub fn retain(&self, live: &HashSet<String>) {
-        let gone: Vec<String> = self
+        let gone: Vec<Key> = self
             .lock()
-            .member_of
+            .refs
             .keys()
-            .filter(|k| !live.contains(*k))
+            .filter(|k| !live.contains(&***k))
             .cloned()
             .collect();
         for key in gone {
@@ -261,7 +288,7 @@ impl Observations {
         now: Instant,
     ) -> (Option<Entry>, Situation) {
         let inner = self.lock();
-        let taken = inner.taken.get(key).copied();
+        let taken = inner.refs.get(key).and_then(|m| m.taken);
         let g = inner.groups.get(group);
         let situation = Situation {
             mode,
@@ -275,7 +302,7 @@ impl Observations {
                     let queued = g
                         .list_queued
                         .as_ref()
-                        .filter(|(by, until)| by != key && *until > now)
+                        .filter(|(by, until)| &**by != key && *until > now)
                         .map(|(_, until)| *until);
                     g.retry_at.max(queued)
                 })
@@ -291,7 +318,11 @@ impl Observations {
     /// Claims the group's list; `false` when another ref holds it.
     pub fn start_list(&self, group: &GroupKey) -> bool {
         let mut inner = self.lock();
-        let g = inner.groups.entry(group.clone()).or_default();
+        let Inner { groups, .. } = &mut *inner;
+        let g = match groups.get_mut(group) {
+            Some(g) => g,
+            None => groups.entry(Arc::new(group.clone())).or_default(),
+        };
         !std::mem::replace(&mut g.listing, true)
     }
 
@@ -301,7 +332,7 @@ impl Observations {
         let mut inner = self.lock();
         if let Some(g) = inner.groups.get_mut(group) {
             g.listing = false;
-            g.list_queued = Some((key.to_owned(), until));
+            g.list_queued = Some((Arc::from(key), until));
         }
     }
 
@@ -325,14 +356,16 @@ impl Observations {
         g.per_run_until = (!complete).then_some(now + PER_RUN_FOR);
         let mut shown = HashSet::new();
         for run in items {
-            let Some(jr) = run.job_run_id.clone() else {
+            // Only runs some ref follows are handed on: the list may show many others.
+            let Some((jr, keys)) = run
+                .job_run_id
+                .as_deref()
+                .and_then(|jr| g.members.get_key_value(jr))
+            else {
                 continue;
             };
-            // Only runs some ref follows are handed on: the list may show many others.
-            if let Some(keys) = g.members.get(&jr) {
-                out.runs.push((run, keys.iter().cloned().collect()));
-                shown.insert(jr);
-            }
+            shown.insert(jr.clone());
+            out.runs.push((run, owned(keys).collect()));
         }
         if complete {
             g.missing = g
@@ -344,12 +377,15 @@ impl Observations {
             for jr in &g.missing {
                 g.entries.remove(jr);
                 if let Some(keys) = g.members.get(jr) {
-                    out.gone.extend(keys.iter().cloned());
+                    out.gone.extend(owned(keys));
                 }
             }
         }
-        let woken: Vec<String> = out.gone.clone();
-        inner.news.extend(woken);
+        for key in &out.gone {
+            if let Some(m) = inner.refs.get_mut(key.as_str()) {
+                m.news = true;
+            }
+        }
         out
     }
 
@@ -386,7 +422,7 @@ impl Observations {
         g.missing.remove(jr);
         g.members
             .get(jr)
-            .map(|keys| keys.iter().filter(|k| *k != by).cloned().collect())
+            .map(|keys| owned(keys).filter(|k| k != by).collect())
             .unwrap_or_default()
     }
 
@@ -394,10 +430,11 @@ impl Observations {
     pub fn offer(&self, group: &GroupKey, jr: &str, run: JobRun, at: Instant) {
         let mut inner = self.lock();
         if let Some(g) = inner.groups.get_mut(group)
-            && g.members.contains_key(jr)
+            && let Some((jr, _)) = g.members.get_key_value(jr)
         {
+            let jr = jr.clone();
             g.entries.insert(
-                jr.to_owned(),
+                jr,
                 Entry {
                     run: Box::new(run),
                     at,
@@ -411,21 +448,25 @@ impl Observations {
     /// holds only observations still to be handed out.
     pub fn took(&self, key: &str, at: Instant) {
         let mut inner = self.lock();
-        inner.taken.insert(key.to_owned(), at);
-        inner.news.remove(key);
-        let Some((group, jr)) = inner.member_of.get(key).cloned() else {
+        let Inner { groups, refs } = &mut *inner;
+        let Some(m) = refs.get_mut(key) else {
             return;
         };
-        let Inner { groups, taken, .. } = &mut *inner;
-        if let Some(g) = groups.get_mut(&group)
+        m.taken = Some(at);
+        m.news = false;
+        let (group, jr) = (m.group.clone(), m.run.clone());
+        if let Some(g) = groups.get_mut(&*group)
             && let Some(entry) = g.entries.get(&jr)
             && g.members.get(&jr).is_none_or(|keys| {
-                keys.iter()
-                    .all(|k| taken.get(k).is_some_and(|t| *t >= entry.at))
+                keys.iter().all(|k| {
+                    refs.get(k)
+                        .and_then(|m| m.taken)
+                        .is_some_and(|t| t >= entry.at)
+                })
             })
         {
             g.entries.remove(&jr);
-            // After a list round is handed out the table is mostly empty: give the room back.
+            // After a round is handed out the table is mostly empty: give the room back.
             if g.entries.capacity() > 64 && g.entries.len() * 4 < g.entries.capacity() {
                 g.entries.shrink_to_fit();
             }
@@ -434,18 +475,22 @@ impl Observations {
 
     /// Marks `key` as having news (an observation that changes it): its next reconcile looks.
     pub fn mark(&self, key: &str) {
-        self.lock().news.insert(key.to_owned());
+        if let Some(m) = self.lock().refs.get_mut(key) {
+            m.news = true;
+        }
     }
 
     /// Forgets `key`'s news: an observation was attempted and its outcome recorded.
     pub fn clear_news(&self, key: &str) {
-        self.lock().news.remove(key);
+        if let Some(m) = self.lock().refs.get_mut(key) {
+            m.news = false;
+        }
     }
 
     /// Whether `key` has news. Kept until an observation succeeds ([`Observations::took`]): a
     /// reconcile that found no free token must not lose it for the one the token brings.
     pub fn has_news(&self, key: &str) -> bool {
-        self.lock().news.contains(key)
+        self.lock().refs.get(key).is_some_and(|m| m.news)
     }
 
     /// Observations kept for `group`'s refs to take.
@@ -456,24 +501,24 @@ impl Observations {
     /// Refs followed and groups, for metrics and tests.
     pub fn sizes(&self) -> (usize, usize) {
         let inner = self.lock();
-        (inner.member_of.len(), inner.groups.len())
+        (inner.refs.len(), inner.groups.len())
     }
 }
 
-fn remove_member(inner: &mut Inner, key: &str, group: &GroupKey, jr: &str) {
-    let Some(g) = inner.groups.get_mut(group) else {
+fn remove_member(inner: &mut Inner, key: &str, m: &Member) {
+    let Some(g) = inner.groups.get_mut(&*m.group) else {
         return;
     };
-    if let Some(keys) = g.members.get_mut(jr) {
-        keys.remove(key);
+    if let Some(keys) = g.members.get_mut(&m.run) {
+        keys.retain(|k| &**k != key);
         if keys.is_empty() {
-            g.members.remove(jr);
-            g.entries.remove(jr);
-            g.missing.remove(jr);
+            g.members.remove(&m.run);
+            g.entries.remove(&m.run);
+            g.missing.remove(&m.run);
         }
     }
     if g.members.is_empty() && !g.listing {
-        inner.groups.remove(group);
+        inner.groups.remove(&*m.group);
     }
 }
 
