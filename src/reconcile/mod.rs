@@ -249,6 +249,12 @@ struct CancelMemory {
     accepted: std::collections::HashMap<String, Instant>,
 }
 
+/// How much later than its own poll a ref served by another ref's call comes due, as a share
+/// of its interval. The caller polls again first (jittered by at most a tenth) and so serves it
+/// again; the others are only woken if that did not happen (the caller was deleted or ended),
+/// so a group's refs do not all come due while its list is under way.
+pub const FOLLOWER_SLACK: f64 = 0.25;
+
 /// Hands what one call learnt about run `jr` to the other refs that follow it, by the same pure
 /// decision their reconcile would make. A ref whose status it changes (or that has more to do)
 /// is woken with news and takes it from the group's entry. For the others it was their poll:
@@ -284,7 +290,7 @@ fn share<S: JobRunService>(
                     &key,
                     Some(Schedule {
                         generation: obj.meta().generation,
-                        due: Instant::now() + after,
+                        due: Instant::now() + after + after.mul_f64(FOLLOWER_SLACK),
                         failures: 0,
                         secret_version: None,
                     }),

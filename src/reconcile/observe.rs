@@ -251,10 +251,26 @@ async fn list_group<S: JobRunService>(
             wait: Duration::from_secs(1),
         });
     }
-    let pages = list_pages(obj, ctx, request, secret_version).await;
+    // Each page is handed on as it comes: the refs it serves are scheduled, those it changes
+    // woken, and this ref's own run kept.
+    let mut mine = None;
+    let pages = list_pages(obj, ctx, request, secret_version, |items| {
+        let at = tokio::time::Instant::now();
+        for (run, keys) in ctx.observations.deliver(group, items) {
+            let Some(jr) = run.job_run_id.clone() else {
+                continue;
+            };
+            let others: Vec<String> = keys.into_iter().filter(|k| *k != key).collect();
+            super::share(ctx, group, &jr, &run, others, at);
+            if jr == request.job_run_id {
+                mine = Some(run);
+            }
+        }
+    })
+    .await;
     let now = tokio::time::Instant::now();
-    let (items, complete) = match pages {
-        Ok(found) => found,
+    let complete = match pages {
+        Ok(complete) => complete,
         Err(e) => {
             let backoff = &ctx.settings.backoff;
             let class = e.retry_class();
@@ -286,20 +302,9 @@ async fn list_group<S: JobRunService>(
             return Err(e);
         }
     };
-    let delivered = ctx.observations.finish_list(group, items, complete, now);
+    let gone = ctx.observations.finish_list(group, complete, now);
     ctx.observations.took(&key, now);
-    let mut mine = None;
-    for (run, keys) in delivered.runs {
-        let Some(jr) = run.job_run_id.clone() else {
-            continue;
-        };
-        let others: Vec<String> = keys.into_iter().filter(|k| *k != key).collect();
-        super::share(ctx, group, &jr, &run, others, now);
-        if jr == request.job_run_id {
-            mine = Some(run);
-        }
-    }
-    for k in delivered.gone.iter().filter(|k| **k != key) {
+    for k in gone.iter().filter(|k| **k != key) {
         ctx.wake(k);
     }
     Ok(mine)
@@ -349,14 +354,15 @@ pub const PAGE_RETRIES: u32 = 2;
 /// The shortest wait before asking a throttled page again.
 const PAGE_RETRY_WAIT: Duration = Duration::from_secs(1);
 
-/// Every page of the workspace's active runs, at most [`shared::MAX_PAGES`]; `false` when more
-/// were left.
+/// Every page of the workspace's active runs, at most [`shared::MAX_PAGES`], each handed to
+/// `on_page` as it comes; `false` when more were left.
 async fn list_pages<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
     request: &GetJobRunRequest,
     secret_version: &mut Option<String>,
-) -> Result<(Vec<JobRun>, bool), Error> {
+    mut on_page: impl FnMut(Vec<JobRun>),
+) -> Result<bool, Error> {
     let (creds, origin) = resolve_credentials(obj, ctx, secret_version).await?;
     let mut page_request = ListJobRunsRequest {
         workspace_id: request.workspace_id.clone(),
@@ -369,7 +375,6 @@ async fn list_pages<S: JobRunService>(
         max_results: crate::client::MAX_PAGE,
         next_token: None,
     };
-    let mut items = Vec::new();
     for page in 0..shared::MAX_PAGES {
         if page == 0 {
             ctx.admit(obj)?;
@@ -410,15 +415,15 @@ async fn list_pages<S: JobRunService>(
             }
         })?;
         let received = answer.job_runs.len();
-        items.extend(answer.job_runs.into_iter().map(|item| item.run));
+        on_page(answer.job_runs.into_iter().map(|item| item.run).collect());
         match answer.next_token.filter(|t| !t.is_empty()) {
             Some(token) if received > 0 && Some(&token) != page_request.next_token.as_ref() => {
                 page_request.next_token = Some(token);
             }
-            _ => return Ok((items, true)),
+            _ => return Ok(true),
         }
     }
-    Ok((items, false))
+    Ok(false)
 }
 
 /// The ref's own GetJobRun (plus one retry when temporary credentials turn out expired).

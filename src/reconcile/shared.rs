@@ -167,6 +167,8 @@ struct Group {
     entries: HashMap<Key, Entry>,
     /// Runs the last complete list did not show.
     missing: HashSet<Key>,
+    /// Runs the list under way has shown so far.
+    shown: HashSet<Key>,
     listing: bool,
     /// Until when the group is observed per run (see [`Situation::per_run`]).
     per_run_until: Option<Instant>,
@@ -201,14 +203,8 @@ pub struct Observations {
     inner: Mutex<Inner>,
 }
 
-/// What a list brought.
-#[derive(Debug, Default)]
-pub struct Delivered {
-    /// Every run the list showed that some ref follows, with those refs.
-    pub runs: Vec<(JobRun, Vec<String>)>,
-    /// Refs whose run is no longer active: they fetch the final answer.
-    pub gone: Vec<String>,
-}
+/// Runs a page of a list showed that some ref follows, with those refs.
+pub type Followed = Vec<(JobRun, Vec<String>)>;
 
 fn owned(keys: &[Key]) -> impl Iterator<Item = String> + '_ {
     keys.iter().map(|k| k.to_string())
@@ -336,25 +332,14 @@ impl Observations {
         }
     }
 
-    /// Ends a list: `items` are the active runs it showed (all of them, when `complete`).
-    pub fn finish_list(
-        &self,
-        group: &GroupKey,
-        items: Vec<JobRun>,
-        complete: bool,
-        now: Instant,
-    ) -> Delivered {
+    /// One page of the group's list: the runs on it that some ref follows, with those refs.
+    /// Handed on page by page, so a list of many pages is never held whole.
+    pub fn deliver(&self, group: &GroupKey, items: Vec<JobRun>) -> Followed {
         let mut inner = self.lock();
-        let mut out = Delivered::default();
         let Some(g) = inner.groups.get_mut(group) else {
-            return out;
+            return Vec::new();
         };
-        g.listing = false;
-        g.list_queued = None;
-        g.failures = 0;
-        g.retry_at = None;
-        g.per_run_until = (!complete).then_some(now + PER_RUN_FOR);
-        let mut shown = HashSet::new();
+        let mut out = Vec::new();
         for run in items {
             // Only runs some ref follows are handed on: the list may show many others.
             let Some((jr, keys)) = run
@@ -364,9 +349,27 @@ impl Observations {
             else {
                 continue;
             };
-            shown.insert(jr.clone());
-            out.runs.push((run, owned(keys).collect()));
+            g.shown.insert(jr.clone());
+            out.push((run, owned(keys).collect()));
         }
+        out
+    }
+
+    /// Ends a list whose pages were all delivered (every page, when `complete`): returns the
+    /// refs whose run it did not show, which are no longer active and fetch their final answer.
+    pub fn finish_list(&self, group: &GroupKey, complete: bool, now: Instant) -> Vec<String> {
+        let mut inner = self.lock();
+        let Inner { groups, refs } = &mut *inner;
+        let Some(g) = groups.get_mut(group) else {
+            return Vec::new();
+        };
+        g.listing = false;
+        g.list_queued = None;
+        g.failures = 0;
+        g.retry_at = None;
+        g.per_run_until = (!complete).then_some(now + PER_RUN_FOR);
+        let shown = std::mem::take(&mut g.shown);
+        let mut gone = Vec::new();
         if complete {
             g.missing = g
                 .members
@@ -377,16 +380,16 @@ impl Observations {
             for jr in &g.missing {
                 g.entries.remove(jr);
                 if let Some(keys) = g.members.get(jr) {
-                    out.gone.extend(owned(keys));
+                    for key in keys {
+                        if let Some(m) = refs.get_mut(key) {
+                            m.news = true;
+                        }
+                        gone.push(key.to_string());
+                    }
                 }
             }
         }
-        for key in &out.gone {
-            if let Some(m) = inner.refs.get_mut(key.as_str()) {
-                m.news = true;
-            }
-        }
-        out
+        gone
     }
 
     /// A failed list: the group waits `backoff(failures)` before the next one. A `refused`
@@ -403,6 +406,7 @@ impl Observations {
         if let Some(g) = inner.groups.get_mut(group) {
             g.listing = false;
             g.list_queued = None;
+            g.shown.clear();
             if refused {
                 g.per_run_until = Some(now + PER_RUN_FOR);
                 return;
@@ -636,24 +640,17 @@ mod tests {
         assert_eq!(s.runs, 3);
         assert!(obs.start_list(&g));
         assert!(!obs.start_list(&g), "one list at a time");
-        let delivered = obs.finish_list(
-            &g,
-            vec![
-                run("jr-1", "Running"),
-                run("jr-2", "Pending"),
-                run("jr-other", "Running"),
-            ],
-            true,
-            now,
-        );
-        let mut followers: Vec<(String, String)> = delivered
-            .runs
-            .iter()
-            .flat_map(|(run, keys)| {
-                let jr = run.job_run_id.clone().unwrap_or_default();
-                keys.iter().map(move |k| (k.clone(), jr.clone()))
-            })
-            .collect();
+        let mut followers: Vec<(String, String)> = [
+            vec![run("jr-1", "Running"), run("jr-other", "Running")],
+            vec![run("jr-2", "Pending")],
+        ]
+        .into_iter()
+        .flat_map(|page| obs.deliver(&g, page))
+        .flat_map(|(run, keys)| {
+            let jr = run.job_run_id.clone().unwrap_or_default();
+            keys.into_iter().map(move |k| (k, jr.clone()))
+        })
+        .collect();
         followers.sort();
         let pairs: Vec<(&str, &str)> = followers
             .iter()
@@ -664,7 +661,7 @@ mod tests {
             [("ns/a", "jr-1"), ("ns/b", "jr-1"), ("ns/c", "jr-2")],
             "untracked runs are not handed on"
         );
-        assert_eq!(delivered.gone, ["ns/d"]);
+        assert_eq!(obs.finish_list(&g, true, now), ["ns/d"]);
         assert!(
             obs.has_news("ns/d") && obs.has_news("ns/d"),
             "kept until handled"
@@ -756,7 +753,11 @@ mod tests {
         let (_, b) = obs.situation("ns/b", &g, "jr-2", Mode::Batched, false, late);
         assert_eq!(strategy(None, &b, i, late), Strategy::List, "a never came");
         assert!(obs.start_list(&g));
-        obs.finish_list(&g, vec![run("jr-1", "Running")], false, now);
+        obs.deliver(&g, vec![run("jr-1", "Running")]);
+        assert!(
+            obs.finish_list(&g, false, now).is_empty(),
+            "incomplete: nobody is gone"
+        );
         let (_, b) = obs.situation("ns/b", &g, "jr-2", Mode::Batched, false, now);
         assert_eq!(b.retry_in, None, "a finished list frees the group");
     }
