@@ -8,7 +8,6 @@ use sparkjobrun_operator::cli::{Cli, Command, LogFormat};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => sparkjobrun_operator::crd::crd_yaml()
@@ -52,16 +51,5 @@ async fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// glibc gives every thread that allocates its own arena and keeps what each freed: with tokio's
-/// workers and blocking threads that multiplies the resident size of a long-running process for
-/// no gain here. Two arenas keep it close to what is in use (measured by tools/bench.sh).
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called first thing, before other threads.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -150,16 +150,5 @@ async fn prune_every<S: JobRunService>(ctx: Arc<Context<S>>, period: Duration) {
         if pruned > 0 {
             debug!(pruned, "forgot schedules of objects that are gone");
         }
-        return_free_heap();
-    }
-}
-
-/// glibc keeps freed heap (the initial list's pages, a burst of answers) mapped until told;
-/// once a minute the process gives it back, so its resident size follows what it holds.
-fn return_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases memory the allocator holds free; any thread, any time.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
