@@ -579,7 +579,7 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
     }
 }
 
-/// Bytes of one ref as the API server sends it (JSON), and of its status as the cache packs it.
+/// Bytes of one ref as the API server sends it (JSON), and of its spec and status as the cache packs them.
 async fn cache_bytes(client: &Client, plane: &ControlPlane) -> (usize, usize) {
     let ns = plane.create_namespace("cache").await.expect("namespace");
     let api: Api<SparkJobRunRef> = Api::namespaced(client.clone(), &ns);
@@ -658,7 +658,7 @@ fn main() {
             .expect("CRD established");
         let (before, after) = cache_bytes(&client, &plane).await;
         println!(
-            "cached ref: {before} bytes of JSON as served, its status packed into {after} bytes"
+            "cached ref: {before} bytes of JSON as served, its spec and status packed into {after} bytes"
         );
         let mut reports = Vec::new();
         for mode in modes {

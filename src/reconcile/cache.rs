@@ -1,7 +1,7 @@
 //! The watch cache's copy of a ref. Thousands of refs stay cached for the life of the process,
 //! and most of what one costs is its status (conditions, log paths, job driver: about 4 KB of
-//! structs for a running run). So the cache keeps the status deflated against a dictionary of
-//! the status' own vocabulary (about 150 bytes for that run) and a reconcile unpacks it, in
+//! structs for a running run). So the cache keeps spec and status deflated against a dictionary
+//! of their own vocabulary (about 250 bytes for that run) and a reconcile unpacks them, in
 //! microseconds. Metadata the reconciler never reads is dropped as the object is decoded.
 
 use std::borrow::Cow;
@@ -11,7 +11,7 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Resource;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::crd::{SparkJobRunRef, SparkJobRunRefSpec, SparkJobRunRefStatus};
 use crate::mapping::{PollOutcome, StatusContext, next_status};
@@ -37,26 +37,34 @@ pub fn trim(meta: &mut ObjectMeta) {
 
 /// A `SparkJobRunRef` as the watch cache holds it. The watch decodes straight into it (see the
 /// `Deserialize` impl), so a full copy of each object only lives while one page of a list or one
-/// watch event is being read.
+/// watch event is being read. Metadata stays as it is (kube-runtime reads it); spec and status
+/// are packed together.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedRef {
     pub metadata: ObjectMeta,
-    pub spec: SparkJobRunRefSpec,
-    status: Option<Stored>,
+    body: Body,
 }
 
-/// A status, packed when packing gives back exactly what went in; otherwise kept as it came
-/// (a value serde_json cannot reproduce bit for bit, say), so unpacking never fails.
+/// What is packed: everything but the metadata.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Contents {
+    spec: SparkJobRunRefSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<SparkJobRunRefStatus>,
+}
+
+/// Spec and status, packed when packing gives back exactly what went in; otherwise kept as they
+/// came (a value serde_json cannot reproduce bit for bit, say), so unpacking never fails.
 #[derive(Clone, PartialEq)]
-enum Stored {
+enum Body {
     Packed {
         bytes: Box<[u8]>,
         class: Option<StateClass>,
     },
-    Plain(Box<SparkJobRunRefStatus>),
+    Plain(Box<Contents>),
 }
 
-impl std::fmt::Debug for Stored {
+impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Packed { bytes, class } => f
@@ -64,7 +72,7 @@ impl std::fmt::Debug for Stored {
                 .field("bytes", &bytes.len())
                 .field("class", class)
                 .finish(),
-            Self::Plain(s) => s.fmt(f),
+            Self::Plain(c) => c.fmt(f),
         }
     }
 }
@@ -79,41 +87,41 @@ impl CachedRef {
         trim(&mut metadata);
         Self {
             metadata,
-            spec,
-            status: status.map(store),
+            body: store(Contents { spec, status }),
         }
     }
 
-    /// The stored status, unpacked.
-    pub fn status(&self) -> Option<SparkJobRunRefStatus> {
-        match self.status.as_ref()? {
-            Stored::Packed { bytes, .. } => unpack(bytes),
-            Stored::Plain(s) => Some((**s).clone()),
+    /// `None` only if unpacking failed, which [`store`] rules out by trying it first.
+    fn contents(&self) -> Option<Contents> {
+        match &self.body {
+            Body::Packed { bytes, .. } => unpack(bytes),
+            Body::Plain(c) => Some((**c).clone()),
         }
     }
 
     /// The class of the stored state, without unpacking.
     pub fn state_class(&self) -> Option<StateClass> {
-        match self.status.as_ref()? {
-            Stored::Packed { class, .. } => *class,
-            Stored::Plain(s) => s.state.as_deref().map(StateClass::of),
+        match &self.body {
+            Body::Packed { class, .. } => *class,
+            Body::Plain(c) => c.status.as_ref()?.state.as_deref().map(StateClass::of),
         }
     }
 
-    /// The object the reconciler works on: trimmed metadata, spec and the unpacked status.
-    pub fn to_object(&self) -> SparkJobRunRef {
-        SparkJobRunRef {
+    /// The object the reconciler works on: trimmed metadata, spec and status.
+    pub fn to_object(&self) -> Option<SparkJobRunRef> {
+        let Contents { spec, status } = self.contents()?;
+        Some(SparkJobRunRef {
             metadata: self.metadata.clone(),
-            spec: self.spec.clone(),
-            status: self.status(),
-        }
+            spec,
+            status,
+        })
     }
 
-    /// Bytes the packed status takes (`None` when the status is absent or kept unpacked).
+    /// Bytes spec and status take packed (`None` when they are kept unpacked).
     pub fn packed_len(&self) -> Option<usize> {
-        match self.status.as_ref()? {
-            Stored::Packed { bytes, .. } => Some(bytes.len()),
-            Stored::Plain(_) => None,
+        match &self.body {
+            Body::Packed { bytes, .. } => Some(bytes.len()),
+            Body::Plain(_) => None,
         }
     }
 }
@@ -163,19 +171,23 @@ impl Resource for CachedRef {
     }
 }
 
-fn store(status: SparkJobRunRefStatus) -> Stored {
-    match pack(&status) {
-        Some(bytes) if unpack(&bytes).as_ref() == Some(&status) => Stored::Packed {
+fn store(contents: Contents) -> Body {
+    match pack(&contents) {
+        Some(bytes) if unpack(&bytes).as_ref() == Some(&contents) => Body::Packed {
             bytes,
-            class: status.state.as_deref().map(StateClass::of),
+            class: contents
+                .status
+                .as_ref()
+                .and_then(|s| s.state.as_deref())
+                .map(StateClass::of),
         },
-        _ => Stored::Plain(Box::new(status)),
+        _ => Body::Plain(Box::new(contents)),
     }
 }
 
-/// Raw deflate of the status' JSON, primed with [`DICTIONARY`].
-fn pack(status: &SparkJobRunRefStatus) -> Option<Box<[u8]>> {
-    let json = serde_json::to_vec(status).ok()?;
+/// Raw deflate of the contents' JSON, primed with [`DICTIONARY`].
+fn pack(contents: &Contents) -> Option<Box<[u8]>> {
+    let json = serde_json::to_vec(contents).ok()?;
     let mut deflate = Compress::new(Compression::default(), false);
     deflate.set_dictionary(&DICTIONARY).ok()?;
     // Deflate can grow incompressible input a little; this bound is generous.
@@ -186,14 +198,13 @@ fn pack(status: &SparkJobRunRefStatus) -> Option<Box<[u8]>> {
     }
 }
 
-fn unpack(bytes: &[u8]) -> Option<SparkJobRunRefStatus> {
+fn unpack(bytes: &[u8]) -> Option<Contents> {
     let mut inflate = Decompress::new(false);
     inflate.set_dictionary(&DICTIONARY).ok()?;
     // Statuses are bounded (mapping::limits::STATUS_BYTES); grow in steps until the end.
     let mut json = Vec::with_capacity(bytes.len() * 16 + 1024);
     loop {
-        let before = inflate.total_in();
-        let consumed = usize::try_from(before).ok()?;
+        let consumed = usize::try_from(inflate.total_in()).ok()?;
         match inflate.decompress_vec(bytes.get(consumed..)?, &mut json, FlushDecompress::Finish) {
             Ok(Status::StreamEnd) => break,
             Ok(_) if json.len() == json.capacity() => json.reserve(json.capacity()),
@@ -206,8 +217,8 @@ fn unpack(bytes: &[u8]) -> Option<SparkJobRunRefStatus> {
     serde_json::from_slice(&json).ok()
 }
 
-/// Typical statuses as the operator writes them (a failed, an ended and a running run), so the
-/// packer finds field names, condition texts and log paths it has seen before. Deflate looks
+/// Typical specs and statuses as the operator writes them (a failed, an ended and a running run),
+/// so the packer finds field names, condition texts and log paths it has seen before. Deflate looks
 /// back at most 32 KiB and prefers near matches: the most common shape comes last.
 static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let ctx = StatusContext {
@@ -217,11 +228,22 @@ static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
         region_id: Some("cn-hangzhou"),
     };
     let at = Time(jiff::Timestamp::UNIX_EPOCH);
+    let spec = SparkJobRunRefSpec {
+        workspace_id: ctx.workspace_id.into(),
+        job_run_id: ctx.job_run_id.into(),
+        region_id: ctx.region_id.map(str::to_owned),
+        endpoint: Some("https://emr-serverless-spark-vpc.cn-hangzhou.aliyuncs.com".into()),
+        poll_interval: Some("30s".into()),
+        ..SparkJobRunRefSpec::default()
+    };
     let mut text = Vec::new();
     for state in ["Failed", "Success", "Running"] {
         let run = typical_run(state);
-        let status = next_status(None, PollOutcome::Run(&run), ctx, &at);
-        if let Ok(json) = serde_json::to_vec(&status) {
+        let contents = Contents {
+            spec: spec.clone(),
+            status: Some(next_status(None, PollOutcome::Run(&run), ctx, &at)),
+        };
+        if let Ok(json) = serde_json::to_vec(&contents) {
             text.extend_from_slice(&json);
         }
     }
@@ -333,9 +355,13 @@ mod tests {
         for state in ["Running", "Success", "Failed", "SomethingNew"] {
             let status = status_of(state, "w-abc", "jr-xyz");
             let cached = CachedRef::new(object(Some(status.clone())));
-            assert_eq!(cached.status(), Some(status.clone()), "{state}");
+            let back = cached.to_object().expect("unpacks");
+            assert_eq!(back.status, Some(status.clone()), "{state}");
+            assert_eq!(back.spec, object(None).spec);
             assert_eq!(cached.state_class(), Some(StateClass::of(state)));
-            let json = serde_json::to_vec(&status).expect("json").len();
+            let json = serde_json::to_vec(&object(Some(status.clone())))
+                .expect("json")
+                .len();
             let packed = cached.packed_len().expect("packed");
             assert!(packed * 5 < json, "{state}: {packed} of {json} bytes");
         }
@@ -354,8 +380,14 @@ mod tests {
             mb_seconds: Some(-1),
         });
         let cached = CachedRef::new(object(Some(status.clone())));
-        assert_eq!(cached.status(), Some(status));
-        assert_eq!(CachedRef::new(object(None)).status(), None);
+        assert!(cached.packed_len().is_some());
+        assert_eq!(cached.to_object().expect("unpacks").status, Some(status));
+        let bare = CachedRef::new(object(None));
+        assert_eq!(bare.to_object().expect("unpacks"), {
+            let mut o = object(None);
+            o.metadata.annotations = None;
+            o
+        });
     }
 
     #[test]
@@ -378,7 +410,7 @@ mod tests {
         obj.metadata.finalizers = Some(vec!["emrspark.io/cancel-on-delete".into()]);
         let json = serde_json::to_vec(&obj).expect("json");
         let cached: CachedRef = serde_json::from_slice(&json).expect("decodes");
-        let back = cached.to_object();
+        let back = cached.to_object().expect("unpacks");
         assert_eq!(back.spec, obj.spec);
         assert_eq!(back.status, obj.status);
         assert_eq!(back.metadata.labels, None);

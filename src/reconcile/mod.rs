@@ -270,11 +270,10 @@ fn share<S: JobRunService>(
     let mut woken = Vec::new();
     for key in keys {
         // Not in the cache (yet): it judges for itself.
-        let Some(cached) = ctx.cached(&key) else {
+        let Some(obj) = ctx.cached(&key).and_then(|c| c.to_object()) else {
             woken.push(key);
             continue;
         };
-        let obj = cached.to_object();
         let old = decide::status_of_run(
             obj.status.as_ref(),
             &obj.spec.workspace_id,
@@ -319,7 +318,14 @@ pub async fn reconcile_cached<S: JobRunService>(
     obj: Arc<cache::CachedRef>,
     ctx: Arc<Context<S>>,
 ) -> Result<Action, Error> {
-    reconcile(Arc::new(obj.to_object()), ctx).await
+    match obj.to_object() {
+        Some(obj) => reconcile(Arc::new(obj), ctx).await,
+        None => {
+            // Cannot happen: the cache packs only what it has seen unpack.
+            warn!(object = %object_key(obj.as_ref()), "the cached copy could not be unpacked");
+            Ok(Action::await_change())
+        }
+    }
 }
 
 /// The reconcile function handed to kube-runtime.
