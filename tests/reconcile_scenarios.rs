@@ -1190,13 +1190,14 @@ async fn a_throttled_page_is_asked_again_and_the_round_completes() {
 }
 
 /// Issue 10.2: two refs of the same run share its observation: once both follow the run (after
-/// their first look), the one due second makes no call of its own.
+/// their first look), one call per round serves both; a ref whose caller stopped calling calls
+/// itself.
 #[tokio::test(start_paused = true)]
 async fn refs_of_one_run_share_one_call() {
     use sparkjobrun_operator::reconcile::shared::Mode;
     let a = named("a", "jr-1", "Running");
     let b = named("b", "jr-1", "Running");
-    let h = batched_harness(Mode::PerRun, (0..4).map(|_| Ok(running())).collect());
+    let h = batched_harness(Mode::PerRun, (0..6).map(|_| Ok(running())).collect());
     h.cache(&[a.clone(), b.clone()]);
     h.reconcile(&a).await.expect("a");
     h.reconcile(&b).await.expect("b");
@@ -1207,11 +1208,22 @@ async fn refs_of_one_run_share_one_call() {
     h.reconcile(&b).await.expect("b again");
     assert_eq!(calls_of(&h).len(), first_round + 1, "one call for both");
     assert!(h.take().is_empty(), "nothing changed: no write, no event");
-    tokio::time::advance(Duration::from_secs(40)).await;
-    h.reconcile(&b).await.expect("b, stale");
+    // Whichever called polls first (30 s ± 10 %) and serves the other, which is due a quarter
+    // interval later (FOLLOWER_SLACK): 33.5 s on, the caller is due and the other is not yet.
+    tokio::time::advance(Duration::from_millis(33_500)).await;
+    h.reconcile(&a).await.expect("a, next round");
+    h.reconcile(&b).await.expect("b, next round");
     assert_eq!(
         calls_of(&h).len(),
         first_round + 2,
+        "one call for both again"
+    );
+    // Without its caller, a ref is due at the latest 41.25 s after the last call.
+    tokio::time::advance(Duration::from_millis(41_500)).await;
+    h.reconcile(&b).await.expect("b, stale");
+    assert_eq!(
+        calls_of(&h).len(),
+        first_round + 3,
         "stale after the interval: a call"
     );
 }
