@@ -108,11 +108,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
-fn rss_mib(pid: u32) -> f64 {
+/// A `/proc/PID/status` size in MiB: `VmRSS` (resident now) or `VmHWM` (the most it ever was).
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
@@ -152,6 +153,8 @@ struct Report {
     /// Where the freshness went (from the simulator's journal of calls).
     parts: Parts,
     rss_mib: f64,
+    /// The most the operator was resident at any time, the initial sync included.
+    peak_rss_mib: f64,
     cpu_pct: f64,
     apiserver_cpu_pct: f64,
     throttled: u64,
@@ -273,7 +276,10 @@ fn print(r: &Report, p: &Params) {
         "| throttled from the quiet window on, by API | {:?} |",
         q.throttled
     );
-    println!("| operator RSS | {:.1} MiB |", r.rss_mib);
+    println!(
+        "| operator RSS, quiet (peak since start) | {:.1} MiB ({:.1} MiB) |",
+        r.rss_mib, r.peak_rss_mib
+    );
     println!("| operator CPU, quiet | {:.1} % of a core |", r.cpu_pct);
     println!(
         "| kube-apiserver CPU, same window | {:.1} % of a core |",
@@ -471,7 +477,8 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
     let window = t0.elapsed().as_secs_f64();
     let cpu_pct = 100.0 * (cpu_seconds(pid) - cpu0) / window;
     let apiserver_cpu_pct = 100.0 * (cpu_seconds(plane.pids().kube_apiserver) - api0) / window;
-    let rss = rss_mib(pid);
+    let rss = status_mib(pid, "VmRSS");
+    let peak_rss = status_mib(pid, "VmHWM");
     let calls_after = sim.calls();
     let quiet_calls = calls_after.total - calls_before.total;
     let quiet_by_api: BTreeMap<String, u64> = calls_after
@@ -573,6 +580,7 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
         fresh_p99: percentile(&mut fresh, 99.0),
         parts,
         rss_mib: rss,
+        peak_rss_mib: peak_rss,
         cpu_pct,
         apiserver_cpu_pct,
         throttled,
