@@ -156,6 +156,28 @@ fn crd_subcommand_prints_the_committed_crd() {
     assert_eq!(text(&out.stdout), committed);
 }
 
+/// Issue 10: the binary allocates with jemalloc as configured (asked to, jemalloc prints its
+/// statistics and options at exit); with glibc's malloc the operator held twice the memory.
+#[test]
+fn the_binary_allocates_with_jemalloc_as_configured() {
+    let out = command()
+        .arg("crd")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success());
+    let stats = text(&out.stderr);
+    assert!(stats.contains("Begin jemalloc statistics"), "{stats}");
+    for option in [
+        "opt.background_thread: true",
+        "opt.narenas: 2",
+        "opt.dirty_decay_ms: 1000",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(stats.contains(option), "{option} not in:\n{stats}");
+    }
+}
+
 #[test]
 fn every_subcommand_has_help() {
     for sub in [

@@ -164,6 +164,10 @@ struct Report {
 #[derive(Default)]
 struct Parts {
     to_list: (f64, f64),
+    /// That list's first page to its last.
+    list_took: (f64, f64),
+    /// Its last page to the run's GetJobRun.
+    list_to_get: (f64, f64),
     to_get: (f64, f64),
     get_to_seen: (f64, f64),
     list_gap: (f64, f64),
@@ -177,15 +181,32 @@ fn parts(calls: &[Call], changes: &[(String, String, Instant, Instant)]) -> Part
     let is_round = |c: &Call| {
         c.action.as_deref() == Some("ListJobRuns") && c.first_page && c.job_run_id.is_none()
     };
+    let is_page = |c: &Call| c.action.as_deref() == Some("ListJobRuns") && c.job_run_id.is_none();
     let (mut to_list, mut to_get, mut get_to_seen) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut list_took, mut list_to_get) = (Vec::new(), Vec::new());
     for (ws, jr, at, seen) in changes {
         let after = |c: &&Call| c.at >= *at;
-        if let Some(list) = calls
+        let of_ws = |c: &&Call| c.workspace_id.as_deref() == Some(ws.as_str());
+        let round = calls
             .iter()
-            .filter(after)
-            .find(|c| is_round(c) && c.workspace_id.as_deref() == Some(ws.as_str()))
-        {
+            .enumerate()
+            .find(|(_, c)| c.at >= *at && is_round(c) && of_ws(c));
+        if let Some((i, list)) = round {
             to_list.push(list.at.duration_since(*at).as_secs_f64());
+            // The round's last page: its workspace's last page before its next round.
+            let last = calls[i..]
+                .iter()
+                .filter(|c| is_page(c) && of_ws(c))
+                .take_while(|c| c.at == list.at || !c.first_page)
+                .last()
+                .unwrap_or(list);
+            list_took.push(last.at.duration_since(list.at).as_secs_f64());
+            if let Some(get) = calls[i..].iter().find(|c| {
+                c.action.as_deref() == Some("GetJobRun")
+                    && c.job_run_id.as_deref() == Some(jr.as_str())
+            }) {
+                list_to_get.push(get.at.saturating_duration_since(last.at).as_secs_f64());
+            }
         }
         if let Some(get) = calls.iter().filter(after).find(|c| {
             c.action.as_deref() == Some("GetJobRun") && c.job_run_id.as_deref() == Some(jr.as_str())
@@ -211,6 +232,8 @@ fn parts(calls: &[Call], changes: &[(String, String, Instant, Instant)]) -> Part
     let both = |v: &mut Vec<f64>| (percentile(v, 50.0), percentile(v, 99.0));
     Parts {
         to_list: both(&mut to_list),
+        list_took: both(&mut list_took),
+        list_to_get: both(&mut list_to_get),
         to_get: both(&mut to_get),
         get_to_seen: both(&mut get_to_seen),
         list_gap: (
@@ -266,6 +289,11 @@ fn print(r: &Report, p: &Params) {
     let q = &r.parts;
     for (what, (a, b)) in [
         ("change → next list of its workspace, p50 / p99", q.to_list),
+        ("that list, first page → last page, p50 / p99", q.list_took),
+        (
+            "its last page → the run's GetJobRun, p50 / p99",
+            q.list_to_get,
+        ),
         ("change → its GetJobRun, p50 / p99", q.to_get),
         ("GetJobRun → status seen, p50 / p99", q.get_to_seen),
         ("gap between a workspace's lists, p50 / max", q.list_gap),
