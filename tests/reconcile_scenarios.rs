@@ -1114,6 +1114,13 @@ async fn one_list_serves_a_group_and_a_missing_run_gets_its_final_answer() {
     }
     assert_eq!(calls_of(&h), ["list w-1"], "one list for four refs");
     assert_eq!(h.ctx.observations.entries(&group), 0, "r3 took it");
+    // Someone else stands in the rate limit's line: the final answer of a run the list found
+    // gone completes that list's observation and does not queue behind them.
+    let now = tokio::time::Instant::now();
+    while matches!(
+        h.ctx.admission.admit("other", "other/x", now, now),
+        sparkjobrun_operator::reconcile::admission::Admit::Go { .. }
+    ) {}
     h.reconcile(&refs[4]).await.expect("missing one");
     assert_eq!(
         calls_of(&h),

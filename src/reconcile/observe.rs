@@ -195,6 +195,13 @@ async fn read_run<S: JobRunService>(
         Fresh::Own => Strategy::Get,
         Fresh::Shared => shared::strategy(entry.as_ref(), &situation, interval, now),
     };
+    // The final answer of a run a list found gone completes that list's observation: it takes
+    // its token as the list's further pages do, not at the back of the line.
+    let mut turn = if situation.missing {
+        Turn::Admitted
+    } else {
+        Turn::Line
+    };
     match strategy {
         Strategy::Use(run) => {
             if let Some(e) = &entry {
@@ -208,10 +215,11 @@ async fn read_run<S: JobRunService>(
             if let Some(run) = list_group(obj, ctx, &request, &group, secret_version).await? {
                 return Ok(run);
             }
+            turn = Turn::Admitted;
         }
         Strategy::Get => {}
     }
-    let mut run = get_run(obj, ctx, &request, secret_version).await?;
+    let mut run = get_run(obj, ctx, &request, secret_version, turn).await?;
     let ended = run
         .state
         .as_deref()
@@ -426,16 +434,27 @@ async fn list_pages<S: JobRunService>(
     Ok(false)
 }
 
+/// Where a call takes its token of the rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// From the fair line: without a free token the object is requeued and woken in its turn.
+    Line,
+    /// Straight from the bucket, waiting for it: a call that completes an observation the line
+    /// already admitted.
+    Admitted,
+}
+
 /// The ref's own GetJobRun (plus one retry when temporary credentials turn out expired).
 async fn get_run<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
     request: &GetJobRunRequest,
     secret_version: &mut Option<String>,
+    turn: Turn,
 ) -> Result<JobRun, Error> {
     let request = request.clone();
     let (creds, origin) = resolve_credentials(obj, ctx, secret_version).await?;
-    let mut result = call(obj, ctx, &request, &creds).await?;
+    let mut result = call(obj, ctx, &request, &creds, turn).await?;
     // Temporary credentials expired early (clock skew, a revoked session): exchange once more
     // and retry once, as the API doc asks, before reporting a problem.
     if let Err(e) = &result
@@ -448,7 +467,7 @@ async fn get_run<S: JobRunService>(
         );
         forget(ctx, &origin);
         let (creds, _) = resolve_credentials(obj, ctx, secret_version).await?;
-        result = call(obj, ctx, &request, &creds).await?;
+        result = call(obj, ctx, &request, &creds, turn).await?;
     }
     result.map_err(|source| Error::GetJobRun {
         object: object_key(obj),
@@ -457,15 +476,24 @@ async fn get_run<S: JobRunService>(
     })
 }
 
-/// One call inside the rate limit. The limiter is never waited on here: without a free slot
-/// the object is requeued for when one frees up, so no worker is held and others get theirs.
+/// One call inside the rate limit. In its turn of the line the limiter is never waited on here:
+/// without a free slot the object is requeued for when one frees up, so no worker is held and
+/// others get theirs.
 async fn call<S: JobRunService>(
     obj: &SparkJobRunRef,
     ctx: &Context<S>,
     request: &GetJobRunRequest,
     creds: &Credentials,
+    turn: Turn,
 ) -> Result<Result<JobRun, ApiError>, Error> {
-    ctx.admit(obj)?;
+    match turn {
+        Turn::Line => ctx.admit(obj)?,
+        Turn::Admitted => {
+            ctx.admission.acquire().await;
+            // Leadership may have ended while this waited.
+            ctx.fence.check(&object_key(obj))?;
+        }
+    }
     let started = tokio::time::Instant::now();
     let result = ctx.service.get_job_run(request, creds).await;
     let outcome = result.as_ref().map_or_else(|e| e.kind.reason(), |_| "ok");
