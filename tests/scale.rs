@@ -250,7 +250,7 @@ fn print(r: &Report, p: &Params) {
         r.mode,
         r.n,
         r.active,
-        r.n / 10,
+        r.n - r.active,
         p.interval.as_secs(),
         p.quota
     );
@@ -347,14 +347,15 @@ fn spawn_operator(
 ) -> std::process::Child {
     let interval = format!("{}s", p.interval.as_secs());
     let home = tempfile::tempdir().expect("home").keep();
-    // SCALE_LOG=DIR keeps each operator's info log there.
+    // SCALE_LOG=DIR keeps each operator's log there, at SCALE_LOG_LEVEL (default info).
     let (level, stderr) = match std::env::var_os("SCALE_LOG") {
         Some(dir) => {
             let path = std::path::Path::new(&dir).join(format!("operator-{mode}.log"));
             let file = std::fs::File::create(&path).expect("log file");
-            ("info", std::process::Stdio::from(file))
+            let level = std::env::var("SCALE_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+            (level, std::process::Stdio::from(file))
         }
-        None => ("warn", std::process::Stdio::null()),
+        None => ("warn".into(), std::process::Stdio::null()),
     };
     // SCALE_OPERATOR_BIN: another build of the operator (one with debug info, for a profile).
     let bin = operator_bin();
@@ -457,7 +458,8 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
     })
     .await
     .expect("simulator");
-    // (name, workspace, job run id); every tenth ended from the start.
+    // (name, workspace, job run id), dealt to the workspaces in turn; a tenth of each
+    // workspace's refs ended from the start.
     let tag = mode.replace('-', "");
     let refs: Vec<(String, String, String)> = (0..p.n)
         .map(|i| {
@@ -465,9 +467,16 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
             (jr.clone(), format!("w-bench{:04}", i % WORKSPACES), jr)
         })
         .collect();
-    let ended: Vec<&String> = refs.iter().step_by(10).map(|(_, _, jr)| jr).collect();
+    // Decided by the ref's round of dealing, not by its index: `i % 10` is its workspace.
+    let tenth = |i: usize| (i / WORKSPACES) % 10;
+    let ended: Vec<&String> = refs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| tenth(*i) == 0)
+        .map(|(_, (_, _, jr))| jr)
+        .collect();
     for (i, (_, ws, jr)) in refs.iter().enumerate() {
-        let state = if i % 10 == 0 { "Success" } else { "Running" };
+        let state = if tenth(i) == 0 { "Success" } else { "Running" };
         sim.add_run(RunScript::new(ws, jr).holding(state))
             .expect("run");
     }
@@ -521,12 +530,12 @@ async fn run_mode(plane: &ControlPlane, client: &Client, mode: &'static str, p: 
 
     // Changes: some running runs end (a tenth, at most SCALE_CHANGES, default 100: each costs
     // its final GetJobRun and its usage, so a thousand within one interval would only measure
-    // the quota).
+    // the quota), as many in each workspace.
     let most = env_num("SCALE_CHANGES", 100.0) as usize;
     let changed: Vec<(String, String, String)> = refs
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % 10 == 5)
+        .filter(|(i, _)| tenth(*i) == 5)
         .map(|(_, r)| r.clone())
         .take(most)
         .collect();
