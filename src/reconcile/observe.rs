@@ -195,9 +195,10 @@ async fn read_run<S: JobRunService>(
         Fresh::Own => Strategy::Get,
         Fresh::Shared => shared::strategy(entry.as_ref(), &situation, interval, now),
     };
-    // The final answer of a run a list found gone completes that list's observation: it takes
-    // its token as the list's further pages do, not at the back of the line.
-    let mut turn = if situation.missing {
+    // The final answer of a run a list just found gone (the ref was woken by it) completes that
+    // list's observation: it takes its token as the list's further pages do, not at the back of
+    // the line. A run still missing later (unknown to the service) polls in its turn.
+    let mut turn = if situation.missing && ctx.observations.has_news(&key) {
         Turn::Admitted
     } else {
         Turn::Line

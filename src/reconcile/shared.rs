@@ -371,13 +371,16 @@ impl Observations {
         let shown = std::mem::take(&mut g.shown);
         let mut gone = Vec::new();
         if complete {
+            let before = std::mem::take(&mut g.missing);
             g.missing = g
                 .members
                 .keys()
                 .filter(|jr| !shown.contains(*jr))
                 .cloned()
                 .collect();
-            for jr in &g.missing {
+            // Only runs this list is the first to miss: one still missing (a run the service
+            // does not know) is left to its ref's own schedule, not woken every round.
+            for jr in g.missing.difference(&before) {
                 g.entries.remove(jr);
                 if let Some(keys) = g.members.get(jr) {
                     for key in keys {
@@ -718,6 +721,33 @@ mod tests {
         assert_eq!(obs.followers(&g, "jr-1", "ns/a"), ["ns/b"]);
         obs.retain(&HashSet::new());
         assert_eq!(obs.sizes(), (0, 0));
+    }
+
+    /// A run the service does not know (a mistyped id, a run deleted long ago) stays missing
+    /// from every list. Its ref is woken once, by the list that first misses it; after that its
+    /// own schedule (a slow recheck) decides, not every round of the group's list.
+    #[test]
+    fn a_run_still_missing_is_not_woken_again_by_each_list() {
+        let obs = Observations::default();
+        let g = group();
+        obs.join("ns/a", &g, "jr-1");
+        obs.join("ns/ghost", &g, "jr-unknown");
+        let now = Instant::now();
+        let round = |shown: &[&str]| {
+            assert!(obs.start_list(&g));
+            let page = shown.iter().map(|jr| run(jr, "Running")).collect();
+            let _ = obs.deliver(&g, page);
+            obs.finish_list(&g, true, now)
+        };
+        assert_eq!(round(&["jr-1"]), ["ns/ghost"], "first missed: woken");
+        obs.clear_news("ns/ghost");
+        assert!(round(&["jr-1"]).is_empty(), "still missing: not again");
+        assert!(!obs.has_news("ns/ghost"));
+        let (_, s) = obs.situation("ns/ghost", &g, "jr-unknown", Mode::Auto, false, now);
+        assert!(s.missing, "its own polls still ask for it by GetJobRun");
+        // Shown again, then missing again: that is news once more.
+        assert!(round(&["jr-1", "jr-unknown"]).is_empty());
+        assert_eq!(round(&["jr-1"]), ["ns/ghost"]);
     }
 
     #[test]
